@@ -1,0 +1,42 @@
+# The two set-up commands are `make run` and `make test`; everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Strict editable installs link files one by one, so re-install when the module list changes.
+SOURCES := $(shell find agent tools sandbox archive tasks prompts daedalus_pkg -type f \( -name '*.py' -o -name '*.j2' -o -name '*.toml' -o -name '*.ini' -o -name '*.mako' \) 2>/dev/null | sort)
+STAMP := $(VENV)/.stamp-$(shell echo "$(SOURCES)" | cat - pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+RUN_TASK ?= swish_scale
+RUN_ARGS ?= --iterations 60 --time-limit 180
+
+.PHONY: run test install lint typecheck bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@flock $(VENV)/.install.lock bash -c '\
+	  $(BIN)/python -m pip install -q --upgrade pip >/dev/null && \
+	  $(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=strict && \
+	  rm -f $(VENV)/.stamp-* && touch $@'
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/daedalus run $(RUN_TASK) $(RUN_ARGS)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+	$(BIN)/python -m pytest -q -rs
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .daedalus build *.egg-info

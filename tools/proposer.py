@@ -1,0 +1,59 @@
+"""The proposer contract: a brief goes in, a proposal comes out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Mode = Literal["improve", "fix", "crossover", "explore"]
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """An archive member as a proposer sees it (already fenced for prompts by the agent)."""
+
+    candidate_id: str
+    code: str
+    status: str
+    score: float
+    speedup: float | None = None
+    feedback: str = ""
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Brief:
+    """Everything a proposer may use for one proposal."""
+
+    task_name: str
+    task_source: str
+    category: str
+    mode: Mode
+    parent: ArchiveEntry
+    inspirations: tuple[ArchiveEntry, ...] = ()
+    failures: tuple[ArchiveEntry, ...] = ()
+    lessons: tuple[str, ...] = ()
+    guidance: tuple[str, ...] = ()
+    seed: int = 0
+    prompt: str = ""  # the rendered prompt (LLM proposers); built by agent.profile
+
+
+@dataclass
+class Proposal:
+    code: str
+    raw: str = ""
+    model: str = "builtin"
+    proposer: str = "builtin"
+    description: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    edit_format: str = "full"
+    error: str | None = None  # set when no usable code came back; the run records it
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+class Proposer(Protocol):
+    name: str
+
+    def propose(self, brief: Brief) -> Proposal: ...
