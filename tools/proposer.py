@@ -57,3 +57,6 @@ class Proposer(Protocol):
     name: str
 
     def propose(self, brief: Brief) -> Proposal: ...
+
+    def observe(self, proposal: Proposal, *, parent_score: float, score: float) -> None:
+        """Feedback after evaluation (score 0.0 for any failure); proposers may learn from it."""
