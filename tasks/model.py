@@ -40,7 +40,7 @@ class Task:
     backends: tuple[str, ...] = ("cpu",)
     objectives: tuple[Objective, ...] = (Objective("speedup", "max"),)
     overrides: dict[str, int | float | str | bool] = field(default_factory=dict)
-    features: tuple[str, ...] = ("code_length", "speedup")
+    features: tuple[str, ...] = ("approach", "code_size")
     seed: int = 42
 
     @property
