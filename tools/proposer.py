@@ -19,6 +19,7 @@ class ArchiveEntry:
     speedup: float | None = None
     feedback: str = ""
     origin: str = ""
+    description: str = ""  # what the proposer said it did (e.g. the transformations applied)
 
 
 @dataclass(frozen=True)
