@@ -37,6 +37,9 @@ class Brief:
     guidance: tuple[str, ...] = ()
     seed: int = 0
     prompt: str = ""  # the rendered prompt (LLM proposers); built by agent.profile
+    # Structured chat messages (agent.profile.build_messages); LLM proposers prefer them.
+    messages: tuple[dict[str, str], ...] = ()
+    max_cost_usd: float | None = None  # what this one proposal may spend; None: no limit
 
 
 @dataclass
