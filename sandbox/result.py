@@ -32,6 +32,8 @@ class Limits(BaseModel):
     output_bytes: int = 64_000
     threads: int = 1
     trials: int = 5
+    processes: int = 256  # RLIMIT_NPROC of the sandbox user: shared by concurrent candidates
+    timing_budget_s: float = 6.0  # adaptive timing stops here even if the estimate is noisy
     policy: bool = True  # the static candidate policy; off only in sandbox containment tests
 
 

@@ -1,0 +1,370 @@
+"""The fork server: a warm worker that forks one isolated child per evaluation request.
+
+Started by ``ProcessSandbox`` as ``python -m daedalus.sandbox.forkserver CACHE_DIR`` from
+a clean interpreter (never forked from the agent). It imports torch and the harness once,
+pins torch to one thread and never runs parallel torch work itself (GNU OpenMP is not
+fork-safe: a child hangs on its first parallel op if the parent ran one), caches executed
+task modules, and then serves newline-delimited JSON requests on stdin, answering on
+stdout. It is single-threaded: one ``selectors`` loop watches requests, every child's
+output and result pipes, exit (pidfds) and deadlines, so forking never races a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import selectors
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+torch.set_num_threads(1)
+
+from daedalus.sandbox import isolation  # noqa: E402  (after pinning torch's threads)
+from daedalus.sandbox.backends.cpu import CpuBackend  # noqa: E402
+from daedalus.sandbox.harness import run_cascade  # noqa: E402
+from daedalus.sandbox.protocol import flood_limit  # noqa: E402
+from daedalus.sandbox.result import Limits  # noqa: E402
+from daedalus.sandbox.static import needs_build  # noqa: E402
+from daedalus.tasks.model import Task, TaskError  # noqa: E402
+from daedalus.tasks.runtime import TaskModule, materialise  # noqa: E402
+
+EXIT_GRACE_S = 2.0  # after the child exits, wait this long for its pipes to drain
+RESULT_CAP = 8 * 1024 * 1024
+TASK_CACHE_SIZE = 16
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "VIRTUAL_ENV", "CC", "CXX", "LD_LIBRARY_PATH", "CPATH")
+
+
+@dataclass
+class _Child:
+    req_id: Any
+    pid: int
+    pidfd: int
+    fds: dict[str, int]  # "out" / "res" -> read end, removed at EOF
+    workdir: Path
+    started: float
+    deadline: float
+    output_cap: int
+    flood_limit: int
+    head: bytearray = field(default_factory=bytearray)
+    tail: bytearray = field(default_factory=bytearray)
+    out_total: int = 0
+    res: bytearray = field(default_factory=bytearray)
+    status: int | None = None
+    exited_at: float = 0.0
+    timed_out: bool = False
+    flooded: bool = False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class ForkServer:
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache = isolation.prepare_dir(cache_dir)
+        self.shared_caches = [
+            isolation.prepare_dir(cache_dir / "inductor"),
+            isolation.prepare_dir(cache_dir / "triton"),
+        ]
+        self.work_root = Path(tempfile.mkdtemp(prefix="daedalus-sandbox-"))
+        os.chmod(self.work_root, 0o711)  # the sandbox user may enter its own dir, not list
+        self.sel = selectors.DefaultSelector()
+        self.children: dict[int, _Child] = {}
+        self.tasks: OrderedDict[str, TaskModule] = OrderedDict()
+        self.inbuf = bytearray()
+        self.stdin_open = True
+        self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY) if isolation.is_root() else -1
+        self.pid_ns_ok = isolation.is_root()
+        # Python may live where the sandbox user cannot go (pyenv under /root).
+        roots = [sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path]
+        self.exposures = isolation.hidden_from_nobody([Path(p) for p in roots if p])
+
+    # -- protocol ------------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        _write_all(1, (json.dumps(message) + "\n").encode())
+
+    def serve(self) -> None:
+        self.send({"event": "ready", "pid": os.getpid(),
+                   "fingerprints": {"cpu": CpuBackend().fingerprint()}})
+        self.sel.register(0, selectors.EVENT_READ, ("stdin", 0))
+        try:
+            while self.stdin_open or self.children:
+                now = time.monotonic()
+                waits = [c.deadline - now for c in self.children.values() if c.status is None]
+                waits += [c.exited_at + EXIT_GRACE_S - now for c in self.children.values()
+                          if c.status is not None]
+                timeout = max(0.0, min(waits)) if waits else None
+                for key, _ in self.sel.select(timeout):
+                    kind, ident = key.data
+                    if kind == "stdin":
+                        self.read_requests()
+                    elif kind == "exit":
+                        self.reap(self.children[ident])
+                    else:
+                        self.read_pipe(self.children[ident], kind)
+                self.enforce_deadlines()
+                self.finish_ready()
+        finally:
+            shutil.rmtree(self.work_root, ignore_errors=True)
+
+    def read_requests(self) -> None:
+        data = os.read(0, 1 << 20)
+        if not data:  # the evaluator is gone: stop everything
+            self.stdin_open = False
+            self.sel.unregister(0)
+            for child in self.children.values():
+                self.kill(child)
+            return
+        self.inbuf += data
+        while b"\n" in self.inbuf:
+            line, _, rest = bytes(self.inbuf).partition(b"\n")
+            self.inbuf = bytearray(rest)
+            if line.strip():
+                self.handle(json.loads(line))
+
+    def handle(self, req: dict[str, Any]) -> None:
+        rid = req.get("id")
+        tm = None
+        if not req.get("probe"):
+            try:
+                tm = self.task_module(req["task"])
+            except TaskError as exc:
+                self.send({"id": rid, "task_error": str(exc)})
+                return
+        try:
+            self.spawn(req, tm)
+        except OSError as exc:
+            self.send({"id": rid, "sandbox_error": f"could not start the sandbox child: {exc}"})
+
+    def task_module(self, spec: dict[str, Any]) -> TaskModule:
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        if key in self.tasks:
+            self.tasks.move_to_end(key)
+            return self.tasks[key]
+        task = Task(name=spec["name"], kind=spec.get("kind", "kernel"), path=Path(spec["path"]),
+                    source=spec["source"], atol=spec.get("atol", 1e-4),
+                    rtol=spec.get("rtol", 1e-4), overrides=spec.get("overrides", {}),
+                    seed=spec.get("seed", 42))
+        tm = materialise(task)
+        self.tasks[key] = tm
+        while len(self.tasks) > TASK_CACHE_SIZE:
+            self.tasks.popitem(last=False)
+        return tm
+
+    # -- children ------------------------------------------------------------------------
+    def spawn(self, req: dict[str, Any], tm: TaskModule | None) -> None:
+        limits = Limits(**req.get("limits", {}))
+        code = req.get("code", "")
+        workdir = Path(tempfile.mkdtemp(prefix="c-", dir=self.work_root))
+        isolation.prepare_dir(workdir)
+        isolation.prepare_dir(workdir / "tmp")
+        ext = isolation.prepare_dir(
+            self.cache / "torch_extensions" / hashlib.sha256(code.encode()).hexdigest()[:20])
+        writable = [ext, *self.shared_caches]
+        out_r, out_w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid_ns = self.pid_ns_ok and isolation.enter_pid_namespace()
+        try:
+            pid = os.fork()
+        except OSError:
+            if pid_ns:
+                isolation.leave_pid_namespace(self.own_pid_ns)
+            for fd in (out_r, out_w, res_r, res_w):
+                os.close(fd)
+            raise
+        if pid == 0:
+            self.child(req, tm, workdir, writable, ext, out_w, res_w, pid_ns)  # never returns
+        if pid_ns:
+            isolation.leave_pid_namespace(self.own_pid_ns)
+        os.close(out_w)
+        os.close(res_w)
+        budget = limits.timeout_s + (limits.compile_timeout_s if needs_build(code) else 0.0)
+        now = time.monotonic()
+        child = _Child(req.get("id"), pid, os.pidfd_open(pid), {"out": out_r, "res": res_r},
+                       workdir, now, now + budget, limits.output_bytes, flood_limit(limits))
+        self.children[pid] = child
+        for kind, fd in child.fds.items():
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, (kind, pid))
+        self.sel.register(child.pidfd, selectors.EVENT_READ, ("exit", pid))
+
+    def child(self, req: dict[str, Any], tm: TaskModule | None, workdir: Path,
+              writable: list[Path], ext: Path, out_w: int, res_w: int, pid_ns: bool) -> None:
+        code = 70
+        try:
+            os.dup2(out_w, 1)
+            os.dup2(out_w, 2)
+            os.dup2(res_w, 3)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # never the server's request pipe
+            os.closerange(4, 1 << 16)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            for stream in (sys.stdout, sys.stderr):
+                if isinstance(stream, io.TextIOWrapper):
+                    stream.reconfigure(line_buffering=True, write_through=True)
+
+            def emit(message: dict[str, Any]) -> None:
+                _write_all(3, (json.dumps(message) + "\n").encode())
+
+            limits = Limits(**req.get("limits", {}))
+            info = isolation.isolate(workdir, writable, limits, pid_ns=pid_ns,
+                                     exposures=self.exposures)
+            self.child_environment(workdir, ext, limits)
+            isolation.drop_privileges(info)
+            emit({"event": "isolation", "isolation": info})
+            if req.get("probe"):
+                emit({"event": "result", "result": {"probe": True}})
+            else:
+                assert tm is not None
+                try:
+                    emit({"event": "result", "result": run_cascade(req, tm, workdir, emit)})
+                except TaskError as exc:
+                    emit({"event": "task_error", "message": str(exc)})
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):  # the pipe may be gone; exiting matters
+                    stream.flush()
+            os._exit(code)
+
+    def child_environment(self, workdir: Path, ext: Path, limits: Limits) -> None:
+        keep = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+        os.environ.clear()
+        os.environ.update(keep)
+        os.environ.update({
+            "HOME": str(workdir), "TMPDIR": str(workdir / "tmp"),
+            "XDG_CACHE_HOME": str(workdir / ".cache"), "PYTHONDONTWRITEBYTECODE": "1",
+            "TORCH_EXTENSIONS_DIR": str(ext), "MAX_JOBS": "1",
+            "TORCHINDUCTOR_CACHE_DIR": str(self.shared_caches[0]),
+            "TORCHINDUCTOR_COMPILE_THREADS": "1",
+            "TRITON_CACHE_DIR": str(self.shared_caches[1]), "TRITON_INTERPRET": "1",
+            "OMP_NUM_THREADS": str(limits.threads),
+        })  # fmt: skip
+        tempfile.tempdir = None  # the server cached /tmp, which is read-only in here
+        sys.dont_write_bytecode = True
+
+    def read_pipe(self, child: _Child, kind: str) -> bool:
+        """Read one chunk; False when nothing more is available right now (or at EOF)."""
+        fd = child.fds[kind]
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return False
+        if not data:
+            self.sel.unregister(fd)
+            os.close(fd)
+            del child.fds[kind]
+            return False
+        if kind == "res":
+            if len(child.res) + len(data) > RESULT_CAP:
+                child.flooded = True
+                self.kill(child)
+            else:
+                child.res += data
+            return True
+        child.out_total += len(data)
+        half = child.output_cap // 2
+        if len(child.head) < half:
+            take = half - len(child.head)
+            child.head += data[:take]
+            data = data[take:]
+        child.tail = (child.tail + data)[-half:]
+        if child.out_total > child.flood_limit and not child.flooded:
+            child.flooded = True
+            self.kill(child)
+        return True
+
+    def kill(self, child: _Child) -> None:
+        # PID 1 of its namespace: killing it makes the kernel kill everything it started.
+        for target in (lambda: os.killpg(child.pid, signal.SIGKILL),
+                       lambda: os.kill(child.pid, signal.SIGKILL)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                target()
+
+    def reap(self, child: _Child) -> None:
+        _, status = os.waitpid(child.pid, 0)
+        child.status = status
+        child.exited_at = time.monotonic()
+        self.sel.unregister(child.pidfd)
+        os.close(child.pidfd)
+        self.kill(child)  # stragglers in its process group (no PID namespace available)
+
+    def enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.status is None and not child.timed_out and now > child.deadline:
+                child.timed_out = True
+                self.kill(child)
+
+    def finish_ready(self) -> None:
+        now = time.monotonic()
+        for pid, child in list(self.children.items()):
+            if child.status is None:
+                continue
+            if child.fds and now < child.exited_at + EXIT_GRACE_S:
+                continue
+            for kind in list(child.fds):
+                while kind in child.fds and self.read_pipe(child, kind):
+                    pass  # whatever is still buffered
+                if kind in child.fds:
+                    self.sel.unregister(child.fds[kind])
+                    os.close(child.fds.pop(kind))
+            del self.children[pid]
+            self.send(self.response(child))
+            shutil.rmtree(child.workdir, ignore_errors=True)
+
+    def response(self, child: _Child) -> dict[str, Any]:
+        msg: dict[str, Any] = {"id": child.req_id, "result": None, "stage": "", "isolation": {},
+                               "timed_out": child.timed_out, "flooded": child.flooded,
+                               "duration_s": child.exited_at - child.started}
+        for line in bytes(child.res).splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # only the harness should write here; ignore anything else
+            kind = event.get("event") if isinstance(event, dict) else None
+            if kind == "stage":
+                msg["stage"] = event.get("stage", "")
+            elif kind == "isolation":
+                msg["isolation"] = event.get("isolation", {})
+            elif kind == "result":
+                msg["result"] = event.get("result")
+            elif kind == "task_error":
+                msg["task_error"] = event.get("message", "")
+        status = child.status or 0
+        if os.WIFSIGNALED(status):
+            msg["signal"] = os.WTERMSIG(status)
+        elif os.WIFEXITED(status):
+            msg["exit_code"] = os.WEXITSTATUS(status)
+        logs = child.head.decode(errors="replace")
+        dropped = child.out_total - len(child.head) - len(child.tail)
+        if dropped > 0:
+            logs += f"\n[... {dropped} bytes of output dropped ...]\n"
+        msg["logs"] = logs + child.tail.decode(errors="replace")
+        return msg
+
+
+def main() -> None:
+    cache = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir()) / "daedalus"
+    ForkServer(cache).serve()
+
+
+if __name__ == "__main__":
+    main()

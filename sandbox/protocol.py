@@ -1,0 +1,82 @@
+"""The parent-side sandbox interface and its registry of short names.
+
+A sandbox takes one evaluation request (task, candidate code, limits), runs the harness
+cascade in isolation and gives back what the harness reported plus how the process
+ended. Mapping that to an ``EvaluationResult`` is the evaluator's job, so a new sandbox
+(``docker``) only has to move requests in and runs out. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from daedalus.sandbox.result import Limits
+
+
+@dataclass
+class SandboxRun:
+    """How one isolated evaluation ended."""
+
+    result: dict[str, Any] | None  # the harness's result, None if it never reported one
+    task_error: str | None = None  # the task (not the candidate) is broken
+    stage: str = ""  # the last cascade stage the harness announced
+    isolation: dict[str, str] = field(default_factory=dict)
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    flooded: bool = False  # stdout/stderr went past the flood limit and the run was killed
+    logs: str = ""
+    duration_s: float = 0.0
+    sandbox_error: str | None = None  # our own failure (worker lost), not the candidate's
+
+
+class Sandbox(Protocol):
+    name: str
+
+    def start(self) -> None:
+        """Get ready (e.g. start a warm worker); evaluating also starts lazily."""
+
+    def run(self, request: dict[str, Any], limits: Limits) -> SandboxRun:
+        """Evaluate one request in isolation; safe to call from several threads at once."""
+
+    def fingerprint(self, backend: str) -> dict[str, str]:
+        """The hardware/software fingerprint of the machine that runs the candidates."""
+
+    def close(self) -> None:
+        """Stop workers and remove temporary files; the sandbox may be started again."""
+
+
+def flood_limit(limits: Limits) -> int:
+    """Bytes of stdout+stderr after which a candidate is killed as flooding."""
+    return max(100 * limits.output_bytes, 1 << 20)
+
+
+SandboxFactory = Callable[..., Sandbox]
+_FACTORIES: dict[str, str | SandboxFactory] = {
+    "process": "daedalus.sandbox.process:ProcessSandbox",
+}
+
+
+def register_sandbox(name: str, factory: str | SandboxFactory) -> None:
+    """Register a sandbox by short name: a factory or a lazy ``"module:Class"`` path."""
+    _FACTORIES[name] = factory
+
+
+def sandbox_names() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def get_sandbox(name: str, **options: Any) -> Sandbox:
+    """A new sandbox instance by short name, e.g. ``get_sandbox("process")``."""
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise ValueError(
+            f"unknown sandbox {name!r}; choose one of: {', '.join(sandbox_names())}"
+        )
+    if isinstance(factory, str):
+        module_name, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+    return factory(**options)
