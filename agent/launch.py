@@ -1,0 +1,144 @@
+"""Wiring for a discovery run: build the parts, seed or resume the run, drive the graph.
+
+Shared by `daedalus run` and the chat agent's "start or resume a run" tool.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from daedalus.agent.config import RunConfig, daedalus_home
+from daedalus.agent.runtime import EventSink, RunContext
+from daedalus.archive import store
+
+if TYPE_CHECKING:
+    from daedalus.archive.db import Archive
+    from daedalus.tasks.model import Task
+    from daedalus.tools.proposer import Proposer
+
+
+class LaunchError(Exception):
+    """The run cannot start; the message names the fix."""
+
+
+def build_proposers(config: RunConfig) -> dict[str, Proposer]:
+    from daedalus.agent import planning
+
+    proposers: dict[str, Proposer] = {}
+    for arm in planning.arms_for(config):
+        if arm.proposer == "builtin":
+            from daedalus.tools.builtin import BuiltinProposer
+
+            proposers[arm.key] = BuiltinProposer(seed=config.seed)
+        else:
+            from daedalus.tools.llm import LLMConfig, LLMGateway
+            from daedalus.tools.llm_proposer import LLMProposer
+
+            gateway = LLMGateway(LLMConfig(model=arm.model, api_base=config.api_base))
+            proposers[arm.key] = LLMProposer(gateway, edit_format=config.edit_format)
+    if not proposers:
+        raise LaunchError(
+            "no proposer is configured: --proposer llm needs a model (--model provider/name or "
+            "DAEDALUS_MODEL); or use --proposer builtin, which needs no LLM"
+        )
+    return proposers
+
+
+@contextmanager
+def checkpointer() -> Iterator[Any]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(daedalus_home() / "checkpoints.db", check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+def create_run(archive: Archive, task: Task, config: RunConfig) -> str:
+    """Create the run and its seed candidate: the reference, renamed to ModelNew."""
+    from daedalus.sandbox.static import normalized_hash
+    from daedalus.tools.builtin.seed import reference_as_candidate
+
+    code = reference_as_candidate(task.source)
+    with archive.session() as s, s.begin():
+        run = store.create_run(
+            s,
+            task=task.key,
+            task_path=str(task.path),
+            kind=task.kind,
+            config=config.model_dump(mode="json"),
+            proposer=",".join(config.proposers),
+            model=",".join(config.models) or "builtin",
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        store.add_candidate(
+            s,
+            candidate_id=uuid.uuid4().hex[:16],
+            run_id=run.id,
+            task=task.key,
+            code=code,
+            code_hash=normalized_hash(code),
+            mode="seed",
+            proposer="reference",
+            model="reference",
+            description="the task's reference implementation, as the first candidate",
+        )
+        return run.id
+
+
+def drive(
+    archive: Archive,
+    task: Task,
+    config: RunConfig,
+    run_id: str,
+    *,
+    on_event: EventSink | None = None,
+    elapsed_before: float = 0.0,
+    context_hook: Any = None,
+) -> RunContext:
+    """Run (or continue) the graph until a budget is spent or the run is interrupted."""
+    from daedalus.agent.graph import build_graph, thread_config
+    from daedalus.sandbox import Evaluator
+    from daedalus.sandbox.result import Limits
+
+    proposers = build_proposers(config)
+    limits = Limits(timeout_s=config.timeout_s, threads=config.threads)
+    with Evaluator(sandbox=config.sandbox, backend=config.backend, limits=limits) as evaluator, checkpointer() as saver:
+
+        def evaluate(t: Task, code: str, known: frozenset[str]) -> Any:
+            return evaluator.evaluate(t, code, known_functional=known)
+
+        ctx = RunContext(
+            archive=archive,
+            task=task,
+            config=config,
+            run_id=run_id,
+            proposers=proposers,
+            evaluate=evaluate,
+            backend=config.backend,
+            sandbox=config.sandbox,
+            on_event=on_event,
+            elapsed_before=elapsed_before,
+        )
+        if context_hook is not None:
+            context_hook(ctx)
+        with archive.session() as s, s.begin():
+            store.update_run_status(s, run_id=run_id, status="running", host=socket.gethostname(), pid=os.getpid())
+        ctx.resubmit_pending()
+        graph = build_graph(ctx, checkpointer=saver)
+        cfg = thread_config(run_id)
+        snapshot = graph.get_state(cfg)
+        try:
+            graph.invoke(None if snapshot.next else {"run_id": run_id}, cfg)
+        finally:
+            ctx.pool.shutdown()
+    return ctx

@@ -1,0 +1,86 @@
+"""Memory: turn archive rows into what a proposer sees.
+
+The parent's code and full evaluation feedback, top and diverse archive entries, recent
+failures, lessons and the run's guidance. Text that came from candidates or models is passed
+on as data; the profile module fences it when a prompt is rendered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from daedalus.agent.security import redact
+from daedalus.tools.proposer import ArchiveEntry, Brief, Mode
+
+if TYPE_CHECKING:
+    from daedalus.tasks.model import Task
+
+_LOG_TAIL = 1500
+_METRIC_ORDER = ("ref_ms", "cand_ms", "speedup", "ref_iqr_rel", "cand_iqr_rel", "repeats", "threads")
+
+
+def feedback(evaluation: Any | None) -> str:
+    """A compact, complete account of one evaluation for the next proposal."""
+    if evaluation is None:
+        return "not evaluated yet"
+    lines = [f"status: {evaluation.status} (stage: {evaluation.stage or '-'})"]
+    if evaluation.error:
+        lines.append(f"error: {evaluation.error}")
+    metrics = evaluation.metrics or {}
+    shown = [k for k in _METRIC_ORDER if k in metrics] + sorted(
+        k for k in metrics if k not in _METRIC_ORDER
+    )
+    if shown:
+        lines.append("metrics: " + ", ".join(f"{k}={_fmt(metrics[k])}" for k in shown[:16]))
+    if evaluation.flags:
+        lines.append("flags: " + ", ".join(evaluation.flags))
+    logs = (evaluation.logs or "").strip()
+    if logs:
+        lines.append("logs (tail):\n" + logs[-_LOG_TAIL:])
+    return redact("\n".join(lines))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def entry(candidate: Any) -> ArchiveEntry:
+    """An archive candidate (with its evaluation, if any) as a proposer-facing entry."""
+    evaluation = candidate.evaluation
+    return ArchiveEntry(
+        candidate_id=candidate.id,
+        code=candidate.code,
+        status=evaluation.status if evaluation is not None else "pending",
+        score=float(evaluation.score) if evaluation is not None else 0.0,
+        speedup=evaluation.speedup if evaluation is not None else None,
+        feedback=feedback(evaluation),
+        origin=f"{candidate.proposer}/{candidate.mode}",
+        description=candidate.description or "",
+    )
+
+
+def brief(
+    *,
+    task: Task,
+    mode: str,
+    parent: Any,
+    inspirations: list[Any],
+    failures: list[Any],
+    lessons: list[str],
+    guidance: list[str],
+    seed: int,
+) -> Brief:
+    """Everything one proposal may use, as plain value types."""
+    proposal_mode: Mode = "improve" if mode == "random" else mode  # type: ignore[assignment]
+    return Brief(
+        task_name=task.name,
+        task_source=task.source,
+        category=task.category,
+        mode=proposal_mode,
+        parent=entry(parent),
+        inspirations=tuple(entry(c) for c in inspirations if c.id != parent.id),
+        failures=tuple(entry(c) for c in failures if c.id != parent.id),
+        lessons=tuple(lessons),
+        guidance=tuple(guidance),
+        seed=seed,
+    )

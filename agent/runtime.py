@@ -1,0 +1,383 @@
+"""The discovery run's live context: the parts the graph's nodes act through.
+
+Nodes in ``graph.py`` stay thin; the work they name (plan, propose, vet, evaluate, record,
+reflect) happens here, one archive transaction per decision, so a run killed at any moment
+resumes from the archive with nothing lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from daedalus.agent import memory, planning, security
+from daedalus.agent.action import EvaluateFn, EvaluationPool, Finished
+from daedalus.agent.config import RunConfig
+from daedalus.archive import store
+from daedalus.tools.proposer import Proposal, Proposer
+
+if TYPE_CHECKING:
+    from daedalus.archive.db import Archive
+    from daedalus.tasks.model import Task
+
+EventSink = Callable[[str, dict[str, Any]], None]
+Analyst = Callable[[str, list[Any]], list[str]]
+
+
+@dataclass
+class Progress:
+    iterations: int = 0
+    evaluated: int = 0
+    best_score: float | None = None
+    best_speedup: float | None = None
+    best_id: str | None = None
+    cost_usd: float = 0.0
+    by_status: dict[str, int] | None = None
+
+
+class RunContext:
+    """Everything a node needs that is not serialisable working state."""
+
+    def __init__(
+        self,
+        *,
+        archive: Archive,
+        task: Task,
+        config: RunConfig,
+        run_id: str,
+        proposers: dict[str, Proposer],
+        evaluate: EvaluateFn,
+        backend: str,
+        sandbox: str,
+        analyst: Analyst | None = None,
+        on_event: EventSink | None = None,
+        elapsed_before: float = 0.0,
+    ) -> None:
+        self.archive = archive
+        self.task = task
+        self.config = config
+        self.run_id = run_id
+        self.proposers = proposers
+        self.backend = backend
+        self.sandbox = sandbox
+        self.pool = EvaluationPool(evaluate, workers=config.workers)
+        self.analyst = analyst
+        self.on_event = on_event or (lambda kind, data: None)
+        self.stop_event = threading.Event()
+        self._started = time.monotonic()
+        self._elapsed_before = elapsed_before
+        self._rng = random.Random(f"{config.seed}:{run_id}:{elapsed_before}")
+        self.bandit = planning.Bandit(planning.arms_for(config), self._rng)
+        self._in_memory: dict[str, tuple[Proposal, str, float]] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def elapsed(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started
+
+    def progress(self) -> Progress:
+        with self.archive.session() as s:
+            run = store.get_run(s, run_id=self.run_id)
+            best = store.best_candidate(s, run_id=self.run_id)
+            return Progress(
+                iterations=run.iterations,
+                evaluated=sum(v for k, v in store.count_by_status(s, run_id=self.run_id).items() if k != "pending"),
+                best_score=run.best_score,
+                best_speedup=best.evaluation.speedup if best and best.evaluation else None,
+                best_id=best.id if best else None,
+                cost_usd=run.cost_usd,
+                by_status=store.count_by_status(s, run_id=self.run_id),
+            )
+
+    def resubmit_pending(self) -> int:
+        """Re-evaluate candidates the archive holds without a result (after a kill)."""
+        with self.archive.session() as s:
+            pending = [(c.id, c.code) for c in store.pending_candidates(s, run_id=self.run_id)]
+            known = frozenset(store.known_functional_hashes(s, task=self.task.key))
+        for candidate_id, code in pending:
+            self.pool.submit(candidate_id, self.task, code, known)
+        return len(pending)
+
+    # ------------------------------------------------------------------ plan
+
+    def plan(self, *, proposals: int) -> tuple[dict[str, Any] | None, str | None]:
+        """A plan for the next proposal, or (None, reason) to stop, or (None, None) to wait."""
+        with self.archive.session() as s:
+            run = store.get_run(s, run_id=self.run_id)
+            reason = planning.stop_reason(
+                self.config,
+                iterations=run.iterations,
+                cost_usd=run.cost_usd,
+                device_seconds=run.device_seconds,
+                elapsed_s=self.elapsed(),
+                best_score=run.best_score,
+                interrupted=self.stop_event.is_set(),
+            )
+            if reason is not None:
+                return None, reason
+            if len(self.pool) >= self.pool.workers:
+                return None, None
+            plan = self._choose(s, proposals)
+        if plan is None and len(self.pool) == 0:
+            return None, "no viable parent: every candidate so far was rejected or duplicated"
+        return (plan.as_state() if plan else None), None
+
+    def _choose(self, s: Any, proposals: int) -> planning.Plan | None:
+        n = self.config.islands
+        island = proposals % n
+        top = store.top_candidates(s, run_id=self.run_id, island=island, limit=8) or store.top_candidates(
+            s, run_id=self.run_id, limit=8
+        )
+        failures = store.recent_failures(s, run_id=self.run_id, limit=5)
+        if not top:
+            if len(self.pool):
+                return None  # wait for the seed's result before building on it
+            if not failures:
+                return None
+            top = []
+        ok_count = len(top)
+        mode = planning.choose_mode(self._rng, self.config, have_failures=bool(failures), ok_count=ok_count)
+        if not top:
+            mode = "fix"
+        inspirations = [c for c in store.top_candidates(s, run_id=self.run_id, limit=3)]
+        elites = store.cell_elites(s, run_id=self.run_id)
+        if elites:
+            inspirations += self._rng.sample(elites, k=min(2, len(elites)))
+        if mode == "fix":
+            parent = self._rng.choice(failures)
+        elif mode == "explore" and elites:
+            parent = self._rng.choice(elites)
+        elif mode == "random":
+            parent = store.sample_parent(s, run_id=self.run_id, rng=self._rng) or top[0]
+        else:
+            parent = max(self._rng.sample(top, k=min(3, len(top))), key=lambda c: c.score or 0.0)
+        if n > 1 and proposals and proposals % self.config.migration_every == 0:
+            source = store.top_candidates(s, run_id=self.run_id, island=(island - 1) % n, limit=1)
+            if source:  # migration: the neighbour island's best seeds this island
+                parent, mode = source[0], "improve"
+        if mode == "crossover":
+            others = [c for c in inspirations if c.id != parent.id and c.status == "ok"]
+            if not others:
+                mode = "improve"
+            else:
+                inspirations = [self._rng.choice(others), *[c for c in inspirations if c.id != parent.id]]
+        seen: set[str] = {parent.id}
+        unique = [c for c in inspirations if not (c.id in seen or seen.add(c.id))]  # type: ignore[func-returns-value]
+        return planning.Plan(
+            parent_id=parent.id,
+            mode=mode,
+            island=island,
+            arm=self.bandit.select(),
+            inspiration_ids=[c.id for c in unique[:5]],
+            failure_ids=[c.id for c in failures[:3] if c.id != parent.id],
+        )
+
+    # ------------------------------------------------------------------ propose
+
+    def propose(self, plan_state: dict[str, Any]) -> dict[str, Any]:
+        plan = planning.Plan.from_state(plan_state)
+        with self.archive.session() as s:
+            parent = store.get_candidate(s, candidate_id=plan.parent_id)
+            inspirations = [store.get_candidate(s, candidate_id=i) for i in plan.inspiration_ids]
+            failures = [store.get_candidate(s, candidate_id=i) for i in plan.failure_ids]
+            lessons = [lesson.text for lesson in store.lessons(s, task=self.task.key, limit=5)]
+            guidance = [str(g) for g in store.get_run(s, run_id=self.run_id).guidance or []]
+            brief = memory.brief(
+                task=self.task,
+                mode=plan.mode,
+                parent=parent,
+                inspirations=inspirations,
+                failures=failures,
+                lessons=lessons,
+                guidance=guidance,
+                seed=self._rng.randrange(2**31),
+            )
+            generation = parent.generation + 1
+        proposer = self.proposers[plan.arm.key]
+        started = time.monotonic()
+        proposal = proposer.propose(brief)
+        latency = time.monotonic() - started
+        candidate_id = uuid.uuid4().hex[:16]
+        self._in_memory[candidate_id] = (proposal, plan.arm.key, brief.parent.score)
+        data = asdict(proposal)
+        data.update(
+            id=candidate_id,
+            plan=plan_state,
+            generation=generation,
+            latency_s=latency,
+            prompt=security.redact(brief.prompt),
+            raw=security.redact(proposal.raw),
+        )
+        self.on_event("proposed", {"id": candidate_id, "mode": plan.mode, "error": proposal.error})
+        return data
+
+    # ------------------------------------------------------------------ vet
+
+    def vet(self, proposal: dict[str, Any]) -> str | None:
+        """Archive the proposal; return its id when it still needs an evaluation."""
+        from daedalus.sandbox.static import normalized_hash
+
+        plan = planning.Plan.from_state(proposal["plan"])
+        code = proposal["code"] or ""
+        verdict = (
+            security.Verdict(False, "proposer", proposal["error"])
+            if proposal.get("error")
+            else security.vet(code, max_code_bytes=self.config.max_code_bytes)
+        )
+        try:
+            code_hash = normalized_hash(code)
+        except SyntaxError:
+            code_hash = "unparsable:" + uuid.uuid5(uuid.NAMESPACE_OID, code).hex
+        with self.archive.session() as s, s.begin():
+            existing = store.find_candidate(s, candidate_id=proposal["id"])
+            if existing is not None:  # resumed after the insert was committed
+                return existing.id if existing.status == "pending" else None
+            duplicate = store.find_by_code_hash(s, task=self.task.key, code_hash=code_hash) if verdict.ok else None
+            candidate = store.add_candidate(
+                s,
+                candidate_id=proposal["id"],
+                run_id=self.run_id,
+                task=self.task.key,
+                code=code,
+                code_hash=code_hash,
+                parent_id=plan.parent_id,
+                inspirations=plan.inspiration_ids,
+                island=plan.island,
+                generation=proposal["generation"],
+                proposer=proposal["proposer"],
+                model=proposal["model"],
+                mode=plan.mode,
+                prompt=proposal["prompt"],
+                description=proposal["description"],
+                prompt_tokens=proposal["prompt_tokens"],
+                completion_tokens=proposal["completion_tokens"],
+                cost_usd=proposal["cost_usd"],
+            )
+            store.add_spend(
+                s,
+                run_id=self.run_id,
+                iterations=1,
+                prompt_tokens=proposal["prompt_tokens"],
+                completion_tokens=proposal["completion_tokens"],
+                cost_usd=proposal["cost_usd"],
+            )
+            if not verdict.ok:
+                store.record_evaluation(
+                    s, candidate_id=candidate.id, status="rejected", stage=verdict.rule or "static",
+                    error=security.redact(verdict.reason), backend=self.backend, sandbox=self.sandbox,
+                )
+                self.on_event("recorded", {"id": candidate.id, "status": "rejected"})
+                return None
+            if duplicate is not None:
+                store.mark_duplicate(s, candidate_id=candidate.id, duplicate_of=duplicate.id, kind="exact")
+                self.on_event("recorded", {"id": candidate.id, "status": "duplicate"})
+                return None
+            return candidate.id
+
+    # ------------------------------------------------------------------ evaluate / record
+
+    def submit(self, candidate_id: str) -> None:
+        with self.archive.session() as s:
+            code = store.get_candidate(s, candidate_id=candidate_id).code
+            known = frozenset(store.known_functional_hashes(s, task=self.task.key))
+        self.pool.submit(candidate_id, self.task, code, known)
+
+    def record(self, *, block: bool) -> int:
+        finished = self.pool.harvest(block=block, timeout=1.0 if block else None)
+        for item in finished:
+            self._record_one(item)
+        return len(finished)
+
+    def _record_one(self, item: Finished) -> None:
+        result = item.result
+        with self.archive.session() as s, s.begin():
+            candidate = store.get_candidate(s, candidate_id=item.candidate_id)
+            values = planning.features(candidate.code, self.task.features, result.metrics)
+            store.set_features(s, candidate_id=candidate.id, features=values, cell=planning.cell_key(values))
+            if "functional_duplicate" in result.flags and result.functional_hash:
+                original = store.find_by_functional_hash(
+                    s, task=self.task.key, functional_hash=result.functional_hash
+                )
+                if original is not None and original.id != candidate.id:
+                    store.mark_duplicate(s, candidate_id=candidate.id, duplicate_of=original.id, kind="functional")
+            store.record_evaluation(
+                s,
+                candidate_id=candidate.id,
+                status=str(result.status),
+                correct=result.correct,
+                score=result.score,
+                speedup=result.speedup,
+                stage=result.stage,
+                error=security.redact(result.error) if result.error else None,
+                metrics=result.metrics,
+                objectives=result.objectives,
+                logs=security.redact(result.logs),
+                artifacts=result.artifacts,
+                fingerprint=result.fingerprint,
+                functional_hash=result.functional_hash,
+                backend=self.backend,
+                sandbox=self.sandbox,
+                duration_s=result.duration_s,
+                flags=result.flags,
+                overrides=result.overrides,
+            )
+            store.add_spend(s, run_id=self.run_id, device_seconds=result.duration_s)
+            store.set_run_elapsed(s, run_id=self.run_id, elapsed_s=self.elapsed())
+        remembered = self._in_memory.pop(item.candidate_id, None)
+        if remembered is not None:
+            proposal, arm_key, parent_score = remembered
+            cost = proposal.cost_usd + result.duration_s * planning.DEVICE_USD_PER_S
+            self.bandit.update(arm_key, parent_score=parent_score, score=result.score, cost=cost)
+            self.proposers[arm_key].observe(proposal, parent_score=parent_score, score=result.score)
+        self.on_event(
+            "recorded",
+            {"id": item.candidate_id, "status": str(result.status), "speedup": result.speedup, "score": result.score},
+        )
+
+    # ------------------------------------------------------------------ reflect / finish
+
+    def reflect(self) -> None:
+        with self.archive.session() as s:
+            recent = store.recent_candidates(s, run_id=self.run_id, limit=20)
+            entries = [memory.entry(c) for c in recent]
+            iteration = store.get_run(s, run_id=self.run_id).iterations
+        analyst = self.analyst or statistical_lessons
+        lessons = analyst(self.task.name, entries)
+        with self.archive.session() as s, s.begin():
+            for text in lessons[:3]:
+                store.add_lesson(
+                    s, run_id=self.run_id, task=self.task.key, iteration=iteration, text=security.redact(text)
+                )
+        if lessons:
+            self.on_event("lessons", {"lessons": lessons[:3]})
+
+    def finish(self, reason: str) -> None:
+        status = "stopped" if reason == "interrupted" else "finished"
+        with self.archive.session() as s, s.begin():
+            store.set_run_elapsed(s, run_id=self.run_id, elapsed_s=self.elapsed())
+            store.update_run_status(s, run_id=self.run_id, status=status)
+        self.on_event("finished", {"reason": reason, "status": status})
+
+
+def statistical_lessons(task_name: str, entries: list[Any]) -> list[str]:
+    """The analyst without an LLM: which recorded approaches helped and which broke."""
+    by_origin: dict[str, list[Any]] = {}
+    for e in entries:
+        key = (e.description or e.origin).split(";")[0].strip()[:80] or e.origin
+        by_origin.setdefault(key, []).append(e)
+    lessons: list[str] = []
+    for key, items in sorted(by_origin.items(), key=lambda kv: -len(kv[1])):
+        ok = [e for e in items if e.status == "ok"]
+        failed = [e for e in items if e.status not in ("ok", "pending")]
+        best = max((e.speedup or 0.0 for e in ok), default=0.0)
+        if failed and not ok:
+            statuses = sorted({e.status for e in failed})
+            lessons.append(f"'{key}' failed {len(failed)}x on {task_name} ({', '.join(statuses)}); avoid or fix it.")
+        elif ok and best > 1.0:
+            lessons.append(f"'{key}' produced correct candidates up to {best:.2f}x on {task_name}.")
+    return lessons[:3]

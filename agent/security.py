@@ -1,0 +1,61 @@
+"""Security: vet candidates before evaluation and keep secrets out of logs and the archive.
+
+The static candidate policy itself lives in ``daedalus.sandbox.static`` (pure functions over
+source, shared with the passive evaluation worker); this module applies it on the agent side,
+adds a size limit, and redacts credentials from any text that is stored or shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+_SECRET_PATTERNS = (
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
+    re.compile(r"\b(?:ghp|gho|github_pat)_[A-Za-z0-9_]{20,}"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    re.compile(r"(?i)(authorization:\s*bearer\s+)[A-Za-z0-9._\-]{12,}"),
+)
+_SECRET_ENV = re.compile(r"(?i)(api[_-]?key|secret|token|password)")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    rule: str = ""
+    reason: str = ""
+
+
+def vet(code: str, *, max_code_bytes: int) -> Verdict:
+    """Apply the size limit and the static candidate policy; the first violation decides."""
+    from daedalus.sandbox.static import check_candidate
+
+    if not code.strip():
+        return Verdict(False, "empty", "the proposal contains no code")
+    size = len(code.encode())
+    if size > max_code_bytes:
+        return Verdict(False, "size", f"candidate is {size} bytes; the limit is {max_code_bytes}")
+    violations = check_candidate(code)
+    if violations:
+        first = violations[0]
+        reasons = "; ".join(f"line {v.line}: [{v.rule}] {v.message}" for v in violations[:5])
+        return Verdict(False, first.rule, reasons)
+    return Verdict(True)
+
+
+def _secret_values() -> list[str]:
+    return [
+        value
+        for name, value in os.environ.items()
+        if _SECRET_ENV.search(name) and len(value) >= 8
+    ]
+
+
+def redact(text: str) -> str:
+    """Remove credentials (known key shapes and secret-looking environment values)."""
+    for value in _secret_values():
+        text = text.replace(value, "[redacted]")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
+    return text
