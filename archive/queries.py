@@ -1,0 +1,292 @@
+"""Read-side selection queries for the planner, the memory module and review.
+
+Each query is a range scan over one composite index of ``candidates`` (see models.py),
+so cost grows with the rows returned, not with the archive: on 100,000 candidates a
+parent selection or a top-20 stays in the low milliseconds (benchmarks/archive_queries.py).
+Re-exported by ``daedalus.archive.store``; the caller owns the session.
+
+Lists used to build prompts load each candidate's evaluation eagerly (one extra IN query),
+so ``candidate.evaluation`` is safe to read after the session has closed.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from daedalus.archive.models import DUPLICATE, EVALUATION_STATUSES, PENDING, Candidate, Lesson, Run
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, aliased, selectinload
+
+FAILURE_STATUSES = tuple(s for s in EVALUATION_STATUSES if s != "ok")
+
+
+def _with_eval(query: Select[Candidate]) -> Select[Candidate]:
+    return query.options(selectinload(Candidate.evaluation))
+
+
+def top_candidates(
+    session: Session,
+    *,
+    run_id: str | None = None,
+    task: str | None = None,
+    limit: int = 20,
+    island: int | None = None,
+    status: str = "ok",
+) -> list[Candidate]:
+    """The best candidates of one run (optionally one island) or of one task across runs,
+    by score descending; ties go to the earlier candidate."""
+    if (run_id is None) == (task is None):
+        raise ValueError("pass exactly one of run_id or task")
+    query = select(Candidate).where(Candidate.status == status)
+    if run_id is not None:
+        query = query.where(Candidate.run_id == run_id)
+        if island is not None:
+            query = query.where(Candidate.island == island)
+        query = query.order_by(Candidate.score.desc(), Candidate.seq)
+    else:
+        if island is not None:
+            raise ValueError("islands belong to one run: pass run_id with island")
+        query = query.where(Candidate.task == task)
+        query = query.order_by(Candidate.score.desc(), Candidate.created_at)
+    return list(session.scalars(_with_eval(query.limit(limit))))
+
+
+def list_candidates(
+    session: Session,
+    *,
+    run_id: str,
+    status: str | None = None,
+    limit: int = 50,
+    order: str = "recent",
+) -> list[Candidate]:
+    """A page of a run's candidates for review: ``order="recent"`` (newest first) or
+    ``"score"`` (best first, unevaluated last), optionally of one status."""
+    query = select(Candidate).where(Candidate.run_id == run_id)
+    if status is not None:
+        query = query.where(Candidate.status == status)
+    if order == "recent":
+        query = query.order_by(Candidate.seq.desc())
+    elif order == "score":
+        query = query.order_by(Candidate.score.desc().nulls_last(), Candidate.seq)
+    else:
+        raise ValueError(f"unknown order {order!r}; expected 'recent' or 'score'")
+    return list(session.scalars(_with_eval(query.limit(limit))))
+
+
+def best_candidate(session: Session, *, run_id: str) -> Candidate | None:
+    """The run's best correct candidate (the first to reach the best score), or None."""
+    run = session.get(Run, run_id)
+    if run is None or run.best_candidate_id is None:
+        return None
+    return session.scalar(
+        _with_eval(select(Candidate).where(Candidate.id == run.best_candidate_id))
+    )
+
+
+def island_members(
+    session: Session, *, run_id: str, island: int, limit: int = 50
+) -> list[Candidate]:
+    """An island's correct members, best first (its population as migration sees it)."""
+    return top_candidates(session, run_id=run_id, island=island, limit=limit)
+
+
+def sample_parent(
+    session: Session,
+    *,
+    run_id: str,
+    rng: random.Random,
+    island: int | None = None,
+    top_k: int = 10,
+    tournament: int = 3,
+) -> Candidate | None:
+    """Tournament selection: draw ``tournament`` of the island's (or run's) ``top_k`` correct
+    candidates at random and return the best of the draw. ``top_k`` sets the pressure:
+    small exploits the best, large spreads over good-but-different parents. None when
+    the run has no correct candidate yet."""
+    pool = top_candidates(session, run_id=run_id, island=island, limit=top_k)
+    if not pool:
+        return None
+    picks = rng.sample(range(len(pool)), min(tournament, len(pool)))
+    return pool[min(picks)]  # the pool is sorted, so the smallest index is the best pick
+
+
+def random_candidate(
+    session: Session,
+    *,
+    run_id: str,
+    rng: random.Random,
+    island: int | None = None,
+    status: str = "ok",
+) -> Candidate | None:
+    """A random candidate with ``status`` (for the explore/random share of parent choices).
+
+    Draws a random ``seq`` and takes the next matching row by index, wrapping around, so
+    it never scans the table. Approximately uniform: a row that follows a long run of
+    non-matching rows is drawn more often.
+    """
+    run = session.get(Run, run_id)
+    if run is None or run.candidate_count == 0:
+        return None
+    start = rng.randint(1, run.candidate_count)
+    base = select(Candidate).where(Candidate.run_id == run_id, Candidate.status == status)
+    if island is not None:
+        base = base.where(Candidate.island == island)
+    found = session.scalar(
+        _with_eval(base.where(Candidate.seq >= start).order_by(Candidate.seq).limit(1))
+    )
+    if found is None:
+        found = session.scalar(
+            _with_eval(base.where(Candidate.seq < start).order_by(Candidate.seq).limit(1))
+        )
+    return found
+
+
+def cell_elites(session: Session, *, run_id: str) -> dict[str, Candidate]:
+    """The best correct candidate of each MAP-Elites cell (ties: the earlier one)."""
+
+    # A loose index scan (recursive CTE): hop from one distinct cell to the next and take
+    # each cell's top row, O(cells x log n) on the (run_id, status, cell, score) index,
+    # where GROUP BY would read every correct row. Portable to PostgreSQL as written.
+    def ok(table: type[Candidate] | Any) -> tuple[Any, ...]:
+        return (table.run_id == run_id, table.status == "ok")
+
+    first, step, top = (aliased(Candidate) for _ in range(3))
+    cells = (
+        select(func.min(first.cell).label("cell"))
+        .where(*ok(first), first.cell.is_not(None))
+        .cte("cells", recursive=True)
+    )
+    following = (
+        select(func.min(step.cell)).where(*ok(step), step.cell > cells.c.cell).scalar_subquery()
+    )
+    cells = cells.union_all(select(following).where(cells.c.cell.is_not(None)))
+    best_id = (
+        select(top.id)
+        .where(*ok(top), top.cell == cells.c.cell)
+        .order_by(top.score.desc(), top.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    ids = select(best_id).where(cells.c.cell.is_not(None))
+    rows = session.scalars(_with_eval(select(Candidate).where(Candidate.id.in_(ids))))
+    return {c.cell: c for c in rows if c.cell is not None}
+
+
+def recent_candidates(session: Session, *, run_id: str, limit: int = 20) -> list[Candidate]:
+    """The run's newest candidates of any status, newest first (what the analyst reviews)."""
+    return list_candidates(session, run_id=run_id, limit=limit, order="recent")
+
+
+def recent_failures(session: Session, *, run_id: str, limit: int = 5) -> list[Candidate]:
+    """The run's most recent failed evaluations (any non-ok status), newest first."""
+    found: list[Candidate] = []
+    # One short index range per status beats one IN query that must sort every failure.
+    for status in FAILURE_STATUSES:
+        found += session.scalars(
+            select(Candidate)
+            .where(Candidate.run_id == run_id, Candidate.status == status)
+            .order_by(Candidate.seq.desc())
+            .limit(limit)
+        )
+    newest = sorted(found, key=lambda c: c.seq, reverse=True)[:limit]
+    if newest:
+        # Load the evaluations (feedback for the fix prompt) for the survivors only.
+        ids = [c.id for c in newest]
+        session.scalars(_with_eval(select(Candidate).where(Candidate.id.in_(ids)))).all()
+    return newest
+
+
+def pending_candidates(session: Session, *, run_id: str) -> list[Candidate]:
+    """Candidates stored but never evaluated and not duplicates, in insertion order: the
+    work a resumed run must finish first."""
+    return list(
+        session.scalars(
+            select(Candidate)
+            .where(
+                Candidate.run_id == run_id,
+                Candidate.status == PENDING,
+                Candidate.duplicate_of.is_(None),
+                ~Candidate.evaluation.has(),
+            )
+            .order_by(Candidate.seq)
+        )
+    )
+
+
+def count_by_status(session: Session, *, run_id: str) -> dict[str, int]:
+    """Number of the run's candidates per status, including ``pending`` and ``duplicate``."""
+    rows = session.execute(
+        select(Candidate.status, func.count())
+        .where(Candidate.run_id == run_id)
+        .group_by(Candidate.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+def find_by_code_hash(session: Session, *, task: str, code_hash: str) -> Candidate | None:
+    """The first original (non-duplicate) candidate of ``task`` with this normalised AST
+    hash, in any run, or None."""
+    return _first_original(session, Candidate.code_hash == code_hash, task)
+
+
+def find_by_functional_hash(
+    session: Session, *, task: str, functional_hash: str
+) -> Candidate | None:
+    """The first original candidate of ``task`` whose probe outputs hash to this value."""
+    return _first_original(session, Candidate.functional_hash == functional_hash, task)
+
+
+def _first_original(session: Session, match: object, task: str) -> Candidate | None:
+    return session.scalar(
+        select(Candidate)
+        .where(Candidate.task == task, match, Candidate.status != DUPLICATE)  # type: ignore[arg-type]
+        .order_by(Candidate.created_at, Candidate.seq)
+        .limit(1)
+    )
+
+
+def known_functional_hashes(session: Session, *, task: str) -> set[str]:
+    """Every functional hash recorded for ``task`` (hand these to the evaluator's probe)."""
+    rows = session.scalars(
+        select(Candidate.functional_hash)
+        .where(Candidate.task == task, Candidate.functional_hash.is_not(None))
+        .distinct()
+    )
+    return {h for h in rows if h is not None}
+
+
+def lineage(session: Session, *, candidate_id: str, max_depth: int = 10_000) -> list[Candidate]:
+    """The candidate's ancestors, parent first and the root last (primary-key lookups)."""
+    chain: list[Candidate] = []
+    seen = {candidate_id}
+    current = session.get(Candidate, candidate_id)
+    while current is not None and current.parent_id and len(chain) < max_depth:
+        if current.parent_id in seen:  # a corrupted (cyclic) import must not hang review
+            break
+        seen.add(current.parent_id)
+        current = session.get(Candidate, current.parent_id)
+        if current is not None:
+            chain.append(current)
+    return chain
+
+
+def children(session: Session, *, candidate_id: str) -> list[Candidate]:
+    """Candidates proposed with this one as their parent, oldest first."""
+    return list(
+        session.scalars(
+            select(Candidate)
+            .where(Candidate.parent_id == candidate_id)
+            .order_by(Candidate.created_at, Candidate.seq)
+        )
+    )
+
+
+def lessons(
+    session: Session, *, task: str, run_id: str | None = None, limit: int = 20
+) -> list[Lesson]:
+    """The newest lessons for a task (optionally from one run only), newest first."""
+    query = select(Lesson).where(Lesson.task == task)
+    if run_id is not None:
+        query = query.where(Lesson.run_id == run_id)
+    return list(session.scalars(query.order_by(Lesson.created_at.desc()).limit(limit)))
