@@ -142,8 +142,9 @@ def random_candidate(
     return found
 
 
-def cell_elites(session: Session, *, run_id: str) -> dict[str, Candidate]:
-    """The best correct candidate of each MAP-Elites cell (ties: the earlier one)."""
+def cell_elites(session: Session, *, run_id: str) -> list[Candidate]:
+    """The best correct candidate of each MAP-Elites cell (ties: the earlier one), one per
+    cell, ordered by cell key; ``candidate.cell`` says which cell each one holds."""
 
     # A loose index scan (recursive CTE): hop from one distinct cell to the next and take
     # each cell's top row, O(cells x log n) on the (run_id, status, cell, score) index,
@@ -169,8 +170,8 @@ def cell_elites(session: Session, *, run_id: str) -> dict[str, Candidate]:
         .scalar_subquery()
     )
     ids = select(best_id).where(cells.c.cell.is_not(None))
-    rows = session.scalars(_with_eval(select(Candidate).where(Candidate.id.in_(ids))))
-    return {c.cell: c for c in rows if c.cell is not None}
+    query = select(Candidate).where(Candidate.id.in_(ids)).order_by(Candidate.cell)
+    return list(session.scalars(_with_eval(query)))
 
 
 def recent_candidates(session: Session, *, run_id: str, limit: int = 20) -> list[Candidate]:

@@ -268,8 +268,9 @@ def test_cell_elites(archive: Archive) -> None:
     _eval(archive, failing, status="incorrect", score=0.0)
     with archive.session(readonly=True) as s:
         elites = store.cell_elites(s, run_id=run_id)
-    assert {cell: c.id for cell, c in elites.items()} == expected
-    assert all(c.evaluation is not None for c in elites.values())
+    assert [c.cell for c in elites] == sorted(expected)
+    assert {c.cell: c.id for c in elites} == expected
+    assert all(c.evaluation is not None for c in elites)
 
 
 def test_recent_failures_newest_first(archive: Archive) -> None:
