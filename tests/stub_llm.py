@@ -23,6 +23,7 @@ an injected fault.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -55,6 +56,7 @@ class Reply:
     completion_tokens: int | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
+    stream_abort_after: int | None = None  # streaming: drop the connection after N chunks
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = 0.1) -> Reply:
@@ -300,16 +302,24 @@ def _handler_for(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _stream(self, request: dict[str, Any], reply: Reply) -> None:
+            # Chunked encoding, as real servers stream: a dropped connection is then an
+            # incomplete body the client notices, not a clean end of the stream.
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
+            self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for piece in _stream_chunks(request, reply):
-                self.wfile.write(f"data: {json.dumps(piece)}\n\n".encode())
+            events = [f"data: {json.dumps(piece)}\n\n" for piece in _stream_chunks(request, reply)]
+            events.append("data: [DONE]\n\n")
+            for sent, event in enumerate(events):
+                if reply.stream_abort_after is not None and sent >= reply.stream_abort_after:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                data = event.encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-            self.close_connection = True
 
     return Handler

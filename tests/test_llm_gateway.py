@@ -228,3 +228,12 @@ def test_parse_retry_after_forms() -> None:
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
     delay = parse_retry_after({"retry-after": future})
     assert delay is not None and 25 <= delay <= 31
+
+
+def test_stream_broken_after_text_was_shown_is_not_retried(stub_llm: StubLLM) -> None:
+    stub_llm.script([Reply("partial answer " * 8, stream_abort_after=3), "must not be sent"])
+    deltas: list[str] = []
+    with pytest.raises((LLMUnavailable, LLMBadReply)):
+        LLMGateway(stub_llm.llm_config(max_retries=3), sleep=Sleeps()).complete(
+            HELLO, on_delta=deltas.append)
+    assert deltas and len(stub_llm.requests) == 1

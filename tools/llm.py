@@ -199,6 +199,13 @@ class LLMGateway:
             kwargs["stream"] = True
             kwargs["stream_options"] = {"include_usage": True}
 
+        delivered: list[str] = []
+
+        def sink(text: str) -> None:
+            delivered.append(text)
+            if on_delta is not None:
+                on_delta(text)
+
         started = time.monotonic()
         attempt = 0
         while True:
@@ -206,7 +213,7 @@ class LLMGateway:
             try:
                 response = litellm.completion(**kwargs)
                 if on_delta is not None:
-                    response = _collect_stream(litellm, response, on_delta, kwargs["messages"])
+                    response = _collect_stream(litellm, response, sink, kwargs["messages"])
                 return self._completion(litellm, response, attempt, time.monotonic() - started)
             except LLMError as error:
                 error.attempts = attempt
@@ -215,7 +222,8 @@ class LLMGateway:
                 typed = classify(exc, self.config, attempt)
                 if typed is None:
                     raise  # not a provider error: a bug here or in litellm, keep the trace
-                if not typed.retryable or attempt > self.config.max_retries:
+                # Once text reached the caller, a retry would show it twice: stop here.
+                if not typed.retryable or attempt > self.config.max_retries or delivered:
                     raise typed from exc
                 self._sleep(self._backoff(attempt, typed.retry_after_s))
 
@@ -241,7 +249,7 @@ class LLMGateway:
         cap = self.config.backoff_max_s
         if retry_after is not None:
             return min(max(retry_after, 0.0), cap)
-        # Full jitter keeps many workers from hammering the provider in lockstep.
+        # Jitter keeps many workers from retrying in lockstep against the same provider.
         ceiling = min(cap, self.config.backoff_base_s * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
