@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from daedalus.agent import cli_archive, cli_eval, cli_run, cli_tasks
+from daedalus.agent import cli_archive, cli_eval, cli_run, cli_sandbox, cli_tasks
 
 app = typer.Typer(
     name="daedalus",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(cli_tasks.app, name="tasks")
 app.add_typer(cli_archive.app, name="archive")
+app.add_typer(cli_sandbox.app, name="sandbox")
 app.command("eval")(cli_eval.eval_command)
 app.command("run")(cli_run.run_command)
 

@@ -20,3 +20,7 @@ __all__ = [
     "get_sandbox",
     "register_sandbox",
 ]
+
+# The Docker sandbox registers lazily: the docker SDK loads only when one is created.
+register_sandbox("docker", "daedalus.sandbox.docker:DockerSandbox")
+register_sandbox("auto", "daedalus.sandbox.docker:auto_sandbox")

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from daedalus.sandbox.backends import check_backend_name
+from daedalus.sandbox.backends.nvcc import precheck as nvcc_precheck
 from daedalus.sandbox.protocol import Sandbox, SandboxRun, flood_limit, get_sandbox
 from daedalus.sandbox.result import EvaluationResult, Limits, Status
 from daedalus.sandbox.static import check_candidate, needs_build, normalized_hash
@@ -38,8 +39,7 @@ class Evaluator:
 
     def __init__(self, sandbox: str = "process", backend: str = "cpu",
                  limits: Limits | None = None, **sandbox_options: Any) -> None:
-        check_backend_name(backend)
-        self.backend = backend
+        self.backend = check_backend_name(backend)  # "auto" becomes the best available
         self.limits = limits or Limits()
         self.sandbox: Sandbox = get_sandbox(sandbox, **sandbox_options)
 
@@ -79,6 +79,10 @@ class Evaluator:
                     duration_s=time.monotonic() - start, overrides=overrides,
                     artifacts=artifacts,
                 )  # fmt: skip
+        if self.backend == "cuda" and (nvcc_error := nvcc_precheck(code)) is not None:
+            return EvaluationResult(status=Status.COMPILE_ERROR, stage="compile", error=nvcc_error,
+                                    flags=["nvcc_precheck"], duration_s=time.monotonic() - start,
+                                    overrides=overrides, artifacts=artifacts)  # fmt: skip
         request = {
             "task": {"name": task.name, "kind": task.kind, "path": str(task.path),
                      "source": task.source, "overrides": dict(task.overrides),

@@ -33,7 +33,7 @@ import torch
 torch.set_num_threads(1)
 
 from daedalus.sandbox import isolation  # noqa: E402  (after pinning torch's threads)
-from daedalus.sandbox.backends.cpu import CpuBackend  # noqa: E402
+from daedalus.sandbox.backends import fingerprints  # noqa: E402
 from daedalus.sandbox.harness import run_cascade  # noqa: E402
 from daedalus.sandbox.protocol import flood_limit  # noqa: E402
 from daedalus.sandbox.result import Limits  # noqa: E402
@@ -100,7 +100,7 @@ class ForkServer:
 
     def serve(self) -> None:
         self.send({"event": "ready", "pid": os.getpid(),
-                   "fingerprints": {"cpu": CpuBackend().fingerprint()}})
+                   "fingerprints": fingerprints()})
         self.sel.register(0, selectors.EVENT_READ, ("stdin", 0))
         try:
             while self.stdin_open or self.children:

@@ -115,7 +115,7 @@ def run_cascade(req: dict[str, Any], tm: TaskModule, workdir: Path, emit: Emit) 
         result["metrics"].update({"max_abs_error": max(errors), "trials": float(len(errors))})
         result["correct"] = True
 
-        if uses_module(code, "triton"):
+        if uses_module(code, "triton") and backend.device() == "cpu":
             # The interpreter runs kernels in numpy on the CPU; its speed says nothing.
             result["flags"].append("timing_not_meaningful_on_cpu")
             result["metrics"]["timing_meaningful"] = 0.0
