@@ -26,3 +26,7 @@ app.command("run")(cli_run.run_command)
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -182,6 +182,8 @@ class _Display:
             if status == "ok" and speedup and (self.best is None or speedup > self.best):
                 self.best = float(speedup)
                 self.note(f"new best: {self.best:.3f}x ({data['id']})")
+        elif kind == "note":
+            self.note(str(data["message"]))
         elif kind == "lessons":
             self.note("lesson: " + str(data["lessons"][0])[:100])
         self._update()

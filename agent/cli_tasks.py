@@ -7,11 +7,14 @@ torch and the sandbox are imported inside `check`, the one command that executes
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from daedalus.tasks import Task, TaskError, constants_of, list_tasks, load_task, parse_overrides
 from daedalus.tasks.check import CheckReport, Outcome
+
+if TYPE_CHECKING:
+    from daedalus.sandbox import Evaluator, Limits
 from rich.console import Console
 from rich.table import Table
 
@@ -126,6 +129,7 @@ def check_command(
     name_or_path: Annotated[str, typer.Argument(metavar="NAME_OR_PATH", help="A task name or a path.")],
     overrides: SetOption = None,
     backend: Annotated[str, typer.Option(help="Backend to evaluate on.")] = "cpu",
+    sandbox: Annotated[str, typer.Option(help="Sandbox to run candidates in.")] = "process",
     as_json: JsonOption = False,
 ) -> None:
     """Run trivial baselines (zeros, first input, constant, cached output) against a task.
@@ -133,13 +137,15 @@ def check_command(
     Exit 0: no baseline passes. Exit 1: some baseline passes, so the task cannot tell it
     from a real solution. Exit 2: the task is broken or the check is inconclusive.
     """
+    from daedalus.sandbox.backends import BackendUnavailable
+
     task = _load(name_or_path, overrides)
     try:
-        report = run_check(task, backend=backend)
+        report = run_check(task, backend=backend, sandbox=sandbox)
     except TaskError as exc:
         raise _fail(str(exc)) from exc
-    except ImportError as exc:
-        raise _fail(f"the evaluator is not available ({exc}); reinstall with `make install`") from exc
+    except (BackendUnavailable, ValueError) as exc:  # an unknown backend or sandbox name
+        raise _fail(str(exc)) from exc
     if as_json:
         typer.echo(json.dumps(report_record(report), indent=2))
     else:
@@ -147,14 +153,31 @@ def check_command(
     raise typer.Exit(report.exit_code)
 
 
-def run_check(task: Task, *, backend: str = "cpu", limits: Any = None) -> CheckReport:
-    """The degenerate-task check of ``task`` through the real evaluator."""
-    from daedalus.sandbox import evaluate
-    from daedalus.sandbox.result import Limits
-    from daedalus.tasks.check import check_task
+def run_check(
+    task: Task,
+    *,
+    backend: str = "cpu",
+    sandbox: str = "process",
+    limits: Limits | None = None,
+    evaluator: Evaluator | None = None,
+    control: bool = True,
+) -> CheckReport:
+    """The degenerate-task check of ``task`` through the real evaluator.
 
-    chosen = limits if limits is not None else Limits()
-    return check_task(task, lambda t, code: evaluate(t, code, backend, chosen))
+    The reference runs here first, so a broken task is reported as broken (TaskError)
+    before any candidate is evaluated. Pass ``evaluator`` to reuse a warm one across tasks.
+    """
+    from daedalus.tasks.check import check_task, reference_run
+
+    run = reference_run(task)
+    if evaluator is not None:
+        return check_task(
+            task, lambda t, code: evaluator.evaluate(t, code, limits=limits), run=run, control=control
+        )
+    from daedalus.sandbox import Evaluator
+
+    with Evaluator(sandbox=sandbox, backend=backend, limits=limits) as warm:
+        return check_task(task, lambda t, code: warm.evaluate(t, code), run=run, control=control)
 
 
 def report_record(report: CheckReport) -> dict[str, Any]:
@@ -164,6 +187,7 @@ def report_record(report: CheckReport) -> dict[str, Any]:
             "description": o.baseline.description,
             "status": o.status,
             "passed": o.passed,
+            "stage": o.stage,
             "error": o.error,
         }
 

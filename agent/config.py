@@ -18,7 +18,7 @@ class RunConfig(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     iterations: int = Field(default=40, ge=1)
     workers: int = Field(default=2, ge=1, le=64)
-    proposers: list[ProposerName] = Field(default_factory=lambda: ["builtin"])
+    proposers: list[ProposerName] = Field(default_factory=lambda: list[ProposerName](["builtin"]))
     models: list[str] = Field(default_factory=list)
     api_base: str | None = None
     edit_format: Literal["full", "diff"] = "full"
@@ -52,8 +52,8 @@ class RunConfig(BaseModel):
 
 
 def daedalus_home() -> Path:
-    """The per-project state directory (archive, checkpoints, logs)."""
-    home = Path(os.environ.get("DAEDALUS_HOME", ".daedalus")).resolve()
+    """The per-project state directory (archive, checkpoints), beside the default archive."""
+    home = Path.cwd() / ".daedalus"
     home.mkdir(parents=True, exist_ok=True)
     return home
 

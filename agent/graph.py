@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from daedalus.agent.state import RunInput, RunState
 
 if TYPE_CHECKING:
+    from daedalus.agent.runtime import RunContext
+    from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph.state import CompiledStateGraph
-
-    from daedalus.agent.runtime import RunContext
 
 # Every iteration is ~6 graph steps; the budget, not LangGraph, decides when a run ends.
 RECURSION_LIMIT = 10_000_000
@@ -43,8 +43,8 @@ def build_graph(ctx: RunContext, *, checkpointer: BaseCheckpointSaver[Any] | Non
         return {"proposal": ctx.propose(state["plan"]), "proposals": 1}
 
     def vet(state: RunState) -> dict[str, Any]:
-        assert state["proposal"] is not None
-        return {"candidate_id": ctx.vet(state["proposal"]), "proposal": None}
+        proposal = state.get("proposal")
+        return {"candidate_id": ctx.vet(proposal) if proposal else None, "proposal": None}
 
     def evaluate(state: RunState) -> dict[str, Any]:
         if state.get("candidate_id"):
@@ -91,5 +91,5 @@ def build_graph(ctx: RunContext, *, checkpointer: BaseCheckpointSaver[Any] | Non
     return graph.compile(checkpointer=checkpointer)
 
 
-def thread_config(run_id: str) -> dict[str, Any]:
+def thread_config(run_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": run_id}, "recursion_limit": RECURSION_LIMIT}

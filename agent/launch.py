@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from daedalus.agent.config import RunConfig, daedalus_home
-from daedalus.agent.runtime import EventSink, RunContext
+from daedalus.agent.runtime import Analyst, EventSink, RunContext, statistical_lessons
 from daedalus.archive import store
 
 if TYPE_CHECKING:
@@ -35,19 +35,55 @@ def build_proposers(config: RunConfig) -> dict[str, Proposer]:
         if arm.proposer == "builtin":
             from daedalus.tools.builtin import BuiltinProposer
 
-            proposers[arm.key] = BuiltinProposer(seed=config.seed)
+            proposers[arm.key] = BuiltinProposer()
         else:
+            from daedalus.agent.profile import build_messages
             from daedalus.tools.llm import LLMConfig, LLMGateway
             from daedalus.tools.llm_proposer import LLMProposer
 
-            gateway = LLMGateway(LLMConfig(model=arm.model, api_base=config.api_base))
-            proposers[arm.key] = LLMProposer(gateway, edit_format=config.edit_format)
+            gateway = LLMGateway(LLMConfig.from_env(model=arm.model, api_base=config.api_base))
+            proposers[arm.key] = LLMProposer(
+                gateway, edit_format=config.edit_format, build_messages=build_messages
+            )
     if not proposers:
         raise LaunchError(
             "no proposer is configured: --proposer llm needs a model (--model provider/name or "
             "DAEDALUS_MODEL); or use --proposer builtin, which needs no LLM"
         )
     return proposers
+
+
+def build_analyst(archive: Archive, task: Task, config: RunConfig, run_id: str) -> Analyst | None:
+    """The LLM analyst (first configured model) that distils lessons; None without an LLM."""
+    if "llm" not in config.proposers or not (config.models or config.default_model):
+        return None
+    from daedalus.agent.profile import build_analyst_messages, parse_lessons
+    from daedalus.tools.llm import LLMConfig, LLMGateway
+    from daedalus.tools.llm_errors import LLMError
+
+    model = config.models[0] if config.models else str(config.default_model)
+    gateway = LLMGateway(LLMConfig.from_env(model=model, api_base=config.api_base))
+
+    def analyse(task_name: str, entries: list[Any]) -> list[str]:
+        with archive.session() as s:
+            known = [lesson.text for lesson in store.lessons(s, task=task.key, limit=10)]
+            run = store.get_run(s, run_id=run_id)
+            remaining = None if config.budget_usd is None else config.budget_usd - run.cost_usd
+        if remaining is not None and remaining <= 0:
+            return []
+        messages = build_analyst_messages(task_name=task_name, category=task.category, results=entries, lessons=known)
+        try:
+            reply = gateway.complete(messages, max_cost_usd=remaining)
+        except LLMError:
+            return statistical_lessons(task_name, entries)  # the analyst is optional; never stop a run
+        with archive.session() as s, s.begin():
+            store.add_spend(
+                s, run_id=run_id, prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
+            )
+        return parse_lessons(reply.text)
+
+    return analyse
 
 
 @contextmanager
@@ -126,6 +162,7 @@ def drive(
             evaluate=evaluate,
             backend=config.backend,
             sandbox=config.sandbox,
+            analyst=build_analyst(archive, task, config, run_id),
             on_event=on_event,
             elapsed_before=elapsed_before,
         )

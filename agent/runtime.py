@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from daedalus.agent import memory, planning, security
@@ -74,6 +74,7 @@ class RunContext:
         self._rng = random.Random(f"{config.seed}:{run_id}:{elapsed_before}")
         self.bandit = planning.Bandit(planning.arms_for(config), self._rng)
         self._in_memory: dict[str, tuple[Proposal, str, float]] = {}
+        self.fatal: str | None = None  # set when a proposer cannot go on (bad key, no budget)
 
     # ------------------------------------------------------------------ helpers
 
@@ -81,7 +82,7 @@ class RunContext:
         return self._elapsed_before + time.monotonic() - self._started
 
     def progress(self) -> Progress:
-        with self.archive.session() as s:
+        with self.archive.session(readonly=True) as s:
             run = store.get_run(s, run_id=self.run_id)
             best = store.best_candidate(s, run_id=self.run_id)
             return Progress(
@@ -96,7 +97,7 @@ class RunContext:
 
     def resubmit_pending(self) -> int:
         """Re-evaluate candidates the archive holds without a result (after a kill)."""
-        with self.archive.session() as s:
+        with self.archive.session(readonly=True) as s:
             pending = [(c.id, c.code) for c in store.pending_candidates(s, run_id=self.run_id)]
             known = frozenset(store.known_functional_hashes(s, task=self.task.key))
         for candidate_id, code in pending:
@@ -107,7 +108,7 @@ class RunContext:
 
     def plan(self, *, proposals: int) -> tuple[dict[str, Any] | None, str | None]:
         """A plan for the next proposal, or (None, reason) to stop, or (None, None) to wait."""
-        with self.archive.session() as s:
+        with self.archive.session(readonly=True) as s:
             run = store.get_run(s, run_id=self.run_id)
             reason = planning.stop_reason(
                 self.config,
@@ -118,6 +119,8 @@ class RunContext:
                 best_score=run.best_score,
                 interrupted=self.stop_event.is_set(),
             )
+            if reason is None and self.fatal is not None:
+                reason = f"proposer failed: {self.fatal}"
             if reason is not None:
                 return None, reason
             if len(self.pool) >= self.pool.workers:
@@ -179,9 +182,14 @@ class RunContext:
 
     # ------------------------------------------------------------------ propose
 
-    def propose(self, plan_state: dict[str, Any]) -> dict[str, Any]:
+    def propose(self, plan_state: dict[str, Any]) -> dict[str, Any] | None:
+        """Ask the planned proposer for a candidate; None when it cannot go on at all."""
+        from daedalus.tools.llm_errors import LLMBudgetExceeded, LLMUnavailable
+
         plan = planning.Plan.from_state(plan_state)
-        with self.archive.session() as s:
+        with self.archive.session(readonly=True) as s:
+            run = store.get_run(s, run_id=self.run_id)
+            remaining = None if self.config.budget_usd is None else max(0.0, self.config.budget_usd - run.cost_usd)
             parent = store.get_candidate(s, candidate_id=plan.parent_id)
             inspirations = [store.get_candidate(s, candidate_id=i) for i in plan.inspiration_ids]
             failures = [store.get_candidate(s, candidate_id=i) for i in plan.failure_ids]
@@ -197,10 +205,18 @@ class RunContext:
                 guidance=guidance,
                 seed=self._rng.randrange(2**31),
             )
+            brief = replace(brief, max_cost_usd=remaining)
             generation = parent.generation + 1
         proposer = self.proposers[plan.arm.key]
         started = time.monotonic()
-        proposal = proposer.propose(brief)
+        try:
+            proposal = proposer.propose(brief)
+        except (LLMUnavailable, LLMBudgetExceeded) as exc:
+            self.fatal = security.redact(str(exc))
+            self.on_event("note", {"message": f"proposer stopped: {self.fatal}"})
+            return None
+        if proposal.meta.get("fatal") == "true":
+            self.fatal = security.redact(proposal.error or "the proposer cannot continue")
         latency = time.monotonic() - started
         candidate_id = uuid.uuid4().hex[:16]
         self._in_memory[candidate_id] = (proposal, plan.arm.key, brief.parent.score)
@@ -210,7 +226,7 @@ class RunContext:
             plan=plan_state,
             generation=generation,
             latency_s=latency,
-            prompt=security.redact(brief.prompt),
+            prompt=security.redact(proposal.meta.get("prompt", brief.prompt)),
             raw=security.redact(proposal.raw),
         )
         self.on_event("proposed", {"id": candidate_id, "mode": plan.mode, "error": proposal.error})
@@ -251,7 +267,7 @@ class RunContext:
                 generation=proposal["generation"],
                 proposer=proposal["proposer"],
                 model=proposal["model"],
-                mode=plan.mode,
+                mode="improve" if plan.mode == "random" else plan.mode,
                 prompt=proposal["prompt"],
                 description=proposal["description"],
                 prompt_tokens=proposal["prompt_tokens"],
@@ -282,7 +298,7 @@ class RunContext:
     # ------------------------------------------------------------------ evaluate / record
 
     def submit(self, candidate_id: str) -> None:
-        with self.archive.session() as s:
+        with self.archive.session(readonly=True) as s:
             code = store.get_candidate(s, candidate_id=candidate_id).code
             known = frozenset(store.known_functional_hashes(s, task=self.task.key))
         self.pool.submit(candidate_id, self.task, code, known)
@@ -342,7 +358,7 @@ class RunContext:
     # ------------------------------------------------------------------ reflect / finish
 
     def reflect(self) -> None:
-        with self.archive.session() as s:
+        with self.archive.session(readonly=True) as s:
             recent = store.recent_candidates(s, run_id=self.run_id, limit=20)
             entries = [memory.entry(c) for c in recent]
             iteration = store.get_run(s, run_id=self.run_id).iterations
