@@ -34,6 +34,7 @@ torch.set_num_threads(1)
 
 from daedalus.sandbox import isolation  # noqa: E402  (after pinning torch's threads)
 from daedalus.sandbox.backends import fingerprints  # noqa: E402
+from daedalus.sandbox.functional import warm_up  # noqa: E402
 from daedalus.sandbox.harness import run_cascade  # noqa: E402
 from daedalus.sandbox.protocol import flood_limit  # noqa: E402
 from daedalus.sandbox.result import Limits  # noqa: E402
@@ -43,6 +44,7 @@ from daedalus.tasks.runtime import TaskModule, materialise  # noqa: E402
 
 EXIT_GRACE_S = 2.0  # after the child exits, wait this long for its pipes to drain
 RESULT_CAP = 8 * 1024 * 1024
+BUILD_FSIZE_MB = 2048
 TASK_CACHE_SIZE = 16
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "VIRTUAL_ENV", "CC", "CXX", "LD_LIBRARY_PATH", "CPATH")
 
@@ -99,6 +101,7 @@ class ForkServer:
         _write_all(1, (json.dumps(message) + "\n").encode())
 
     def serve(self) -> None:
+        warm_up()
         self.send({"event": "ready", "pid": os.getpid(),
                    "fingerprints": fingerprints()})
         self.sel.register(0, selectors.EVENT_READ, ("stdin", 0))
@@ -218,10 +221,17 @@ class ForkServer:
                 if isinstance(stream, io.TextIOWrapper):
                     stream.reconfigure(line_buffering=True, write_through=True)
 
+            harness_pid = os.getpid()
+
             def emit(message: dict[str, Any]) -> None:
+                if os.getpid() != harness_pid:
+                    os._exit(0)  # a copy forked by the candidate must not report results
                 _write_all(3, (json.dumps(message) + "\n").encode())
 
             limits = Limits(**req.get("limits", {}))
+            if needs_build(req.get("code", "")):
+                # Compilers write big files (a precompiled torch header is ~200 MB).
+                limits = limits.model_copy(update={"fsize_mb": max(limits.fsize_mb, BUILD_FSIZE_MB)})
             info = isolation.isolate(workdir, writable, limits, pid_ns=pid_ns,
                                      exposures=self.exposures)
             self.child_environment(workdir, ext, limits)
@@ -364,6 +374,8 @@ class ForkServer:
 def main() -> None:
     cache = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir()) / "daedalus"
     ForkServer(cache).serve()
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown of torch and dynamo: seconds, for nothing
 
 
 if __name__ == "__main__":

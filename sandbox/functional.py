@@ -39,6 +39,13 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
+def warm_up() -> None:
+    """The first dispatch-mode trace in a process imports torch._dynamo (~3 s): pay that once
+    in the fork server, not in every child. Single-threaded tiny ops: fork-safe."""
+    with _Recorder():
+        torch.ones(4) * 2
+
+
 def functional_hash(code: str, cand: Any, inputs: list[Any]) -> tuple[str | None, str]:
     """(hash or None, why None). Runs the candidate once more; failures here are not the
     candidate's fault (it already passed the quick check), so they only disable the hash."""

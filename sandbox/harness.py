@@ -9,6 +9,7 @@ never the candidate's, and the candidate never sees a live reference output.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -45,15 +46,13 @@ def _reference_trial(tm: TaskModule, ref: torch.nn.Module, seed: int) -> Expecte
 
 
 def _build_candidate(module: Any, init: list[Any], seed: int) -> torch.nn.Module:
-    threads = C._thread_count()
     _seed(seed)
     try:
         cand = module.ModelNew(*C.clone_args(init))
     except BaseException as exc:
         raise CandidateFailure(Status.COMPILE_ERROR, "compile", "ModelNew(*get_init_inputs()) "
-                               f"raised {type(exc).__name__}: {exc}\n"
-                               f"{C.describe_exception(exc)}") from None
-    C.check_side_effects(threads, "compile", "constructing ModelNew")
+                               f"raised {C.failure_text(exc)}") from None
+    C.check_side_effects("compile", "constructing ModelNew")
     if not isinstance(cand, torch.nn.Module):
         raise CandidateFailure(Status.COMPILE_ERROR, "compile", "ModelNew(...) did not build "
                                "an nn.Module; subclass torch.nn.Module.")
@@ -71,7 +70,11 @@ def run_cascade(req: dict[str, Any], tm: TaskModule, workdir: Path, emit: Emit) 
     result: dict[str, Any] = {"metrics": {}, "flags": [], "artifacts": {}, "correct": False,
                               "speedup": None, "functional_hash": None, "error": None}
 
+    clock = C.clock
+    marks: list[tuple[str, float]] = []
+
     def stage(name: str) -> None:
+        marks.append((name, clock()))
         result["stage"] = name
         emit({"event": "stage", "stage": name})
 
@@ -137,4 +140,7 @@ def run_cascade(req: dict[str, Any], tm: TaskModule, workdir: Path, emit: Emit) 
     except CandidateFailure as failure:
         result.update(status=failure.status.value, stage=failure.stage, error=failure.message,
                       correct=False, speedup=None)
+    marks.append(("end", clock()))
+    for (name, start), (_, end) in itertools.pairwise(marks):
+        result["metrics"][f"seconds_{name}"] = end - start
     return result

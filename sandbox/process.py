@@ -47,7 +47,9 @@ class _Server:
 
     def __init__(self, cache_dir: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        # Inductor reads its compile-thread count at import: one, so no worker pool forks.
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+                   TORCHINDUCTOR_COMPILE_THREADS="1")
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daedalus.sandbox.forkserver", str(cache_dir)],

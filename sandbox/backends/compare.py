@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import _thread
 import builtins
+import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +45,11 @@ _empty = torch.empty
 _set_grad_enabled = torch._C._set_grad_enabled
 _dispatch_depth = torch._C._len_torch_dispatch_stack
 _function_depth = torch._C._len_torch_function_stack
-_thread_count = _thread._count
+_current_frames = sys._current_frames
+_get_ident = _thread.get_ident
+# Source files of the loaded candidate: a thread running code from them after forward
+# returned is doing the candidate's work in the background.
+candidate_files: set[str] = set()
 _clone = _TensorBase.clone
 _detach = _TensorBase.detach
 _contiguous = _TensorBase.contiguous
@@ -67,6 +73,7 @@ _uint8 = torch.uint8
 _strided = torch.strided
 _HALF = frozenset({torch.float16, torch.bfloat16})
 _format_exception = traceback.format_exception
+clock = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -196,14 +203,23 @@ def expect(seed: int, inputs: list[Any], outputs: list[torch.Tensor],
     return Expected(seed=seed, inputs=inputs, outputs=snaps, keep_alive=_list(outputs))
 
 
-def describe_exception(exc: BaseException, limit: int = 3000) -> str:
-    text = "".join(_format_exception(exc))
-    return text if _len(text) <= limit else "...\n" + text[-limit:]
+def clip(text: str, head: int = 1500, tail: int = 2500) -> str:
+    """Long text (compiler output) cut to its start and its end, where errors usually are."""
+    if _len(text) <= head + tail:
+        return text
+    return f"{text[:head]}\n[... {_len(text) - head - tail} characters cut ...]\n{text[-tail:]}"
+
+
+def failure_text(exc: BaseException) -> str:
+    """``Type: first line of the message``, then the clipped traceback (which repeats the
+    whole message at its end)."""
+    lines = str(exc).strip().splitlines()
+    first = f"{_type(exc).__name__}: {lines[0] if lines else ''}"
+    return f"{clip(first, 300, 0)}\n{clip(''.join(_format_exception(exc)))}"
 
 
 def call_candidate(cand: Any, args: list[Any], stage: str, what: str) -> Any:
     """``cand(*args)`` in inference mode; any failure or leftover side effect is the candidate's."""
-    threads = _thread_count()
     _set_grad_enabled(False)
     try:
         out = cand(*args)
@@ -211,17 +227,28 @@ def call_candidate(cand: Any, args: list[Any], stage: str, what: str) -> Any:
         raise
     except BaseException as exc:  # SystemExit too: the candidate may not end the harness
         raise CandidateFailure(Status.RUNTIME_ERROR, stage, f"{what}: ModelNew.forward raised "
-                               f"{_type(exc).__name__}: {exc}\n{describe_exception(exc)}") from None
-    check_side_effects(threads, stage, what)
+                               f"{failure_text(exc)}") from None
+    check_side_effects(stage, what)
     return out
 
 
-def check_side_effects(threads_before: int, stage: str, what: str) -> None:
-    extra = _thread_count() - threads_before
-    if extra > 0:
-        raise CandidateFailure(Status.RUNTIME_ERROR, stage, f"{what}: ModelNew left {extra} "
-                               "background thread(s) running; all work must finish before "
-                               "forward returns (rule: threads).")
+def _runs_candidate_code(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename in candidate_files:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def check_side_effects(stage: str, what: str) -> None:
+    """Fail if another thread is still running candidate code (torch's own worker threads,
+    e.g. inductor's, are fine) or a dispatch/function mode was left active."""
+    me = _get_ident()
+    busy = [t for t, frame in _current_frames().items() if t != me and _runs_candidate_code(frame)]
+    if busy:
+        raise CandidateFailure(Status.RUNTIME_ERROR, stage, f"{what}: {_len(busy)} background "
+                               "thread(s) still run candidate code after forward returned; all "
+                               "work must finish before forward returns (rule: threads).")
     if _dispatch_depth() or _function_depth():
         raise CandidateFailure(Status.RUNTIME_ERROR, stage, f"{what}: ModelNew left a torch "
                                "dispatch/function mode active (rule: tensor-subclass).")

@@ -64,12 +64,12 @@ class CpuBackend(Backend):
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[CANDIDATE_MODULE] = module
+        C.candidate_files.add(str(path))
         try:
             spec.loader.exec_module(module)
         except BaseException as exc:  # SystemExit included: it is the candidate's failure
             raise CandidateFailure(Status.COMPILE_ERROR, "compile", "importing the candidate "
-                                   f"raised {type(exc).__name__}: {exc}\n"
-                                   f"{C.describe_exception(exc)}") from None
+                                   f"raised {C.failure_text(exc)}") from None
         model_new = getattr(module, "ModelNew", None)
         if not (isinstance(model_new, type) and issubclass(model_new, _Module)):
             raise CandidateFailure(Status.COMPILE_ERROR, "compile", "the candidate defines no "
@@ -108,7 +108,6 @@ class CpuBackend(Backend):
 
         def run_cand(n: int) -> float:
             outs = []
-            threads_before = C._thread_count()
             try:
                 start = _clock()
                 for _ in range(n):
@@ -116,9 +115,8 @@ class CpuBackend(Backend):
                 elapsed = (_clock() - start) / n
             except BaseException as exc:
                 raise CandidateFailure(Status.RUNTIME_ERROR, "timing", "ModelNew.forward "
-                                       f"raised during timing: {type(exc).__name__}: {exc}\n"
-                                       f"{C.describe_exception(exc)}") from None
-            C.check_side_effects(threads_before, "timing", what)
+                                       f"raised during timing: {C.failure_text(exc)}") from None
+            C.check_side_effects("timing", what)
             for out in outs:  # every timed output, not just one
                 C.compare(out, expected, atol=atol, rtol=rtol, stage="timing", what=what,
                           measure=False)
