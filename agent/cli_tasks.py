@@ -28,6 +28,7 @@ SetOption = Annotated[
         help="Override a module-level constant of the task file (repeatable), e.g. --set dim=1024.",
     ),
 ]
+CHECK_TIMING_BUDGET_S = 0.5
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -176,6 +177,11 @@ def run_check(
         )
     from daedalus.sandbox import Evaluator
 
+    if limits is None:
+        from daedalus.sandbox import Limits
+
+        # The check is about correctness; a short timing budget keeps the control quick.
+        limits = Limits(timing_budget_s=CHECK_TIMING_BUDGET_S)
     with Evaluator(sandbox=sandbox, backend=backend, limits=limits) as warm:
         return check_task(task, lambda t, code: warm.evaluate(t, code), run=run, control=control)
 

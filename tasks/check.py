@@ -35,6 +35,9 @@ class ResultLike(Protocol):
     @property
     def error(self) -> str | None: ...
 
+    @property
+    def stage(self) -> str: ...
+
 
 EvaluateFn = Callable[[Task, str], ResultLike]
 
@@ -76,6 +79,7 @@ class Outcome:
     status: str  # an evaluation status, or "skipped"
     passed: bool
     error: str | None = None
+    stage: str = ""  # the evaluation stage that decided the status
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ def baselines(task: Task, run: ReferenceRun) -> list[Baseline]:
 
 def _outcome(baseline: Baseline, result: ResultLike) -> Outcome:
     passed = str(result.status) == "ok" or bool(result.correct)
-    return Outcome(baseline, str(result.status), passed, result.error)
+    return Outcome(baseline, str(result.status), passed, result.error, result.stage)
 
 
 def check_task(

@@ -57,8 +57,9 @@ def _library_files() -> list[Path]:
 
 def _read(path: Path) -> tuple[str, SourceInfo]:
     if not path.is_file():
-        hint = "a directory; give the .py task file inside it" if path.is_dir() else "missing"
-        raise TaskError(f"{path}: task file is {hint}; check the path")
+        if path.is_dir():
+            raise TaskError(f"{path}: is a directory; give the path of a .py task file inside it")
+        raise TaskError(f"{path}: task file does not exist; check the path")
     if path.suffix != ".py":
         raise TaskError(
             f"{path}: a kernel task is a KernelBench-format .py file; give the path to one"
