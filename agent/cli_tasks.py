@@ -93,7 +93,9 @@ def list_command(as_json: JsonOption = False) -> None:
 
 @app.command("show")
 def show_command(
-    name_or_path: Annotated[str, typer.Argument(metavar="NAME_OR_PATH", help="A task name or a path.")],
+    name_or_path: Annotated[
+        str, typer.Argument(metavar="NAME_OR_PATH", help="A task name or a path.")
+    ],
     overrides: SetOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -127,7 +129,9 @@ def show_command(
 
 @app.command("check")
 def check_command(
-    name_or_path: Annotated[str, typer.Argument(metavar="NAME_OR_PATH", help="A task name or a path.")],
+    name_or_path: Annotated[
+        str, typer.Argument(metavar="NAME_OR_PATH", help="A task name or a path.")
+    ],
     overrides: SetOption = None,
     backend: Annotated[str, typer.Option(help="Backend to evaluate on.")] = "cpu",
     sandbox: Annotated[str, typer.Option(help="Sandbox to run candidates in.")] = "process",
@@ -173,7 +177,10 @@ def run_check(
     run = reference_run(task)
     if evaluator is not None:
         return check_task(
-            task, lambda t, code: evaluator.evaluate(t, code, limits=limits), run=run, control=control
+            task,
+            lambda t, code: evaluator.evaluate(t, code, limits=limits),
+            run=run,
+            control=control,
         )
     from daedalus.sandbox import Evaluator
 
@@ -223,7 +230,9 @@ def _print_report(report: CheckReport) -> None:
             verdict = "[dim]not applicable[/]"
         else:
             verdict = "[bold red]PASSES[/]" if o.passed else "[green]rejected[/]"
-        table.add_row(o.baseline.name, o.baseline.description, o.status, verdict, (o.error or "")[:300])
+        table.add_row(
+            o.baseline.name, o.baseline.description, o.status, verdict, (o.error or "")[:300]
+        )
     console.print(table)
     if report.inconclusive:
         console.print(f"[bold red]inconclusive:[/] {report.inconclusive}", markup=True)

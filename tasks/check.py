@@ -174,7 +174,9 @@ def _constant(run: ReferenceRun) -> Baseline:
     items = [f"torch.full({o.shape!r}, {o.fill!r}, dtype=torch.{o.dtype})" for o in run.outputs]
     doc = "Degenerate baseline: returns the reference output's mean everywhere."
     body = f"    def forward(self, *inputs):\n        return {_wrap(items, run.container)}\n"
-    return Baseline("constant", "returns the mean of a reference output everywhere", _module(doc, body))
+    return Baseline(
+        "constant", "returns the mean of a reference output everywhere", _module(doc, body)
+    )
 
 
 def _first_input(run: ReferenceRun) -> Baseline:
@@ -183,7 +185,11 @@ def _first_input(run: ReferenceRun) -> Baseline:
         return Baseline("first_input", description, None, "the task returns several outputs")
     out = run.outputs[0]
     for spec in run.inputs:
-        if spec.shape is None or spec.dtype != out.dtype or math.prod(spec.shape) != math.prod(out.shape):
+        if (
+            spec.shape is None
+            or spec.dtype != out.dtype
+            or math.prod(spec.shape) != math.prod(out.shape)
+        ):
             continue
         expr = f"inputs[{spec.index}].clone()"
         if spec.shape != out.shape:
@@ -212,14 +218,15 @@ def _cached(task: Task) -> Baseline:
         "            self._cached_output = super().forward(*inputs)\n"
         "        return self._cached_output\n"
     )
-    return Baseline("cached", "computes the first call honestly, then returns that output again", source)
+    return Baseline(
+        "cached", "computes the first call honestly, then returns that output again", source
+    )
 
 
 def control_source(task: Task) -> str:
     """The reference itself as a candidate: it must pass, or the task is unusable."""
     return _reference_source(task) + (
-        "class ModelNew(Model):\n"
-        '    """Control: the reference implementation, unchanged."""\n'
+        'class ModelNew(Model):\n    """Control: the reference implementation, unchanged."""\n'
     )
 
 

@@ -67,7 +67,9 @@ def _read(path: Path) -> tuple[str, SourceInfo]:
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TaskError(f"{path}: cannot be read ({exc}); check the file and its permissions") from exc
+        raise TaskError(
+            f"{path}: cannot be read ({exc}); check the file and its permissions"
+        ) from exc
     try:
         return source, analyse(source, str(path))
     except SourceProblem as exc:
@@ -79,9 +81,10 @@ def _validated_overrides(
 ) -> dict[str, OverrideValue]:
     unknown = sorted(set(overrides) - set(info.constants))
     if unknown:
-        valid = ", ".join(
-            f"{c.name}={c.text}" for c in info.constants.values()
-        ) or "none: the file has no module-level constants"
+        valid = (
+            ", ".join(f"{c.name}={c.text}" for c in info.constants.values())
+            or "none: the file has no module-level constants"
+        )
         raise TaskError(
             f"{path}: cannot override {', '.join(unknown)}: not a module-level constant of "
             f"this task file; the constants you can --set are: {valid}"
@@ -89,9 +92,7 @@ def _validated_overrides(
     result: dict[str, OverrideValue] = {}
     for name, value in overrides.items():
         if not isinstance(value, bool | int | float | str):
-            raise TaskError(
-                f"{path}: override {name}={value!r} must be an int, float, bool or str"
-            )
+            raise TaskError(f"{path}: override {name}={value!r} must be an int, float, bool or str")
         try:
             result[name] = coerce_override(info.constants[name], value)
         except SourceProblem as exc:
@@ -138,7 +139,9 @@ def list_tasks() -> list[Task]:
 def load_task(name_or_path: str, overrides: dict[str, Any] | None = None) -> Task:
     """A shipped task by name, or any KernelBench-format file by path, with size overrides."""
     if not name_or_path.strip():
-        raise TaskError("no task given; name a shipped task (see `daedalus tasks list`) or a .py path")
+        raise TaskError(
+            "no task given; name a shipped task (see `daedalus tasks list`) or a .py path"
+        )
     if _looks_like_path(name_or_path):
         return load_path(Path(name_or_path), overrides)
     candidate = LIBRARY_DIR / f"{name_or_path}.py"

@@ -63,14 +63,34 @@ _OPS = (
     ("resize", ("upsample", "downsample", "interpolate", "resize", "grid_sample")),
     (
         "indexing",
-        ("argmax", "argmin", "gather", "scatter", "index", "embedding", "masked_fill", "take_along"),
+        (
+            "argmax",
+            "argmin",
+            "gather",
+            "scatter",
+            "index",
+            "embedding",
+            "masked_fill",
+            "take_along",
+        ),
     ),
     ("math", ("cumsum", "cumprod", "scalar_multiplication")),
     ("reduction", ("reduction", "reduce", "logsumexp", "log_sum_exp")),
     ("broadcast", ("broadcast",)),
     (
         "activation",
-        ("relu", "gelu", "elu", "sigmoid", "tanh", "softmax", "swish", "softplus", "softsign", "mish"),
+        (
+            "relu",
+            "gelu",
+            "elu",
+            "sigmoid",
+            "tanh",
+            "softmax",
+            "swish",
+            "softplus",
+            "softsign",
+            "mish",
+        ),
     ),
 )
 
@@ -116,9 +136,15 @@ def _objective(item: Any) -> Objective:
     elif isinstance(item, dict):
         table = {"direction": "max", **item}
     else:
-        raise SidecarProblem('each objective is "name", "name:min" or {name = ..., direction = ...}')
-    if set(table) - {"name", "direction"} or not isinstance(table.get("name"), str) or not table["name"]:
-        raise SidecarProblem('an objective table has exactly `name` and optional `direction`')
+        raise SidecarProblem(
+            'each objective is "name", "name:min" or {name = ..., direction = ...}'
+        )
+    if (
+        set(table) - {"name", "direction"}
+        or not isinstance(table.get("name"), str)
+        or not table["name"]
+    ):
+        raise SidecarProblem("an objective table has exactly `name` and optional `direction`")
     if table["direction"] not in ("max", "min"):
         raise SidecarProblem(f'objective {table["name"]!r}: direction must be "max" or "min"')
     return Objective(table["name"], table["direction"])

@@ -138,7 +138,9 @@ def validate_outputs(task: Task, out: Any) -> list[torch.Tensor]:
 
     items = list(out) if isinstance(out, tuple | list) else [out]
     if not items:
-        raise TaskError(f"{task.path}: Model.forward returned an empty {type(out).__name__}; return a tensor")
+        raise TaskError(
+            f"{task.path}: Model.forward returned an empty {type(out).__name__}; return a tensor"
+        )
     for index, item in enumerate(items):
         if type(item) is not torch.Tensor:
             where = "Model.forward" if items[0] is out else f"Model.forward()[{index}]"
@@ -175,7 +177,9 @@ def materialise(task: Task) -> TaskModule:
         exec(code, module.__dict__)
     except Exception as exc:
         sys.modules.pop(name, None)
-        raise TaskError(f"{filename}: executing the task file raised {_describe(exc)}; fix the task file") from exc
+        raise TaskError(
+            f"{filename}: executing the task file raised {_describe(exc)}; fix the task file"
+        ) from exc
     for key, value in task.overrides.items():
         setattr(module, key, value)
     return TaskModule(task=task, module=module)

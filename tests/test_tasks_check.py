@@ -197,5 +197,10 @@ def test_check_command_exit_codes_and_json(tmp_path: Path) -> None:
     record = json.loads(result.stdout)
     assert record["task"] == "honest[dim=256]" and record["degenerate"] is False
     assert record["control"]["status"] == "ok" and record["control"]["passed"] is True
-    assert [b["baseline"] for b in record["baselines"]] == ["zeros", "first_input", "constant", "cached"]
+    assert [b["baseline"] for b in record["baselines"]] == [
+        "zeros",
+        "first_input",
+        "constant",
+        "cached",
+    ]
     assert all(b["status"] == "incorrect" for b in record["baselines"])

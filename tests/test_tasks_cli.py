@@ -68,7 +68,9 @@ def test_console_script_lists_json_quickly() -> None:
     names = {r["name"] for r in json.loads(out.stdout)}
     assert "swish_scale" in names
     probe = "import sys, daedalus.agent.cli_tasks; print('torch' in sys.modules)"
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
     assert loaded.stdout.strip() == "False", "cli_tasks must import torch lazily"
 
 

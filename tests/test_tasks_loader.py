@@ -81,7 +81,9 @@ def test_library_covers_every_category_and_eight_fusions() -> None:
 
 
 def test_unknown_name_suggests_close_matches() -> None:
-    with pytest.raises(TaskError, match=r"no shipped task named 'swish_scal'.*swish_scale.*tasks list"):
+    with pytest.raises(
+        TaskError, match=r"no shipped task named 'swish_scal'.*swish_scale.*tasks list"
+    ):
         load_task("swish_scal")
 
 
@@ -189,9 +191,9 @@ def test_override_of_wrong_type_is_refused(tmp_path: Path) -> None:
 def test_override_reaches_derived_constants_and_keeps_line_numbers(tmp_path: Path) -> None:
     from daedalus.tasks import materialise
 
-    text = GOOD.replace(
-        "size = 64", "size = (\n    64\n)\nhidden = size * 2  # derived"
-    ).replace("torch.randn(size)", "torch.randn(hidden)")
+    text = GOOD.replace("size = 64", "size = (\n    64\n)\nhidden = size * 2  # derived").replace(
+        "torch.randn(size)", "torch.randn(hidden)"
+    )
     path = write(tmp_path, "derived.py", text)
     task = load_task(str(path), {"size": 8})
     rewritten = apply_overrides(task.source, task.overrides, str(path))
@@ -203,7 +205,9 @@ def test_override_reaches_derived_constants_and_keeps_line_numbers(tmp_path: Pat
 
 
 def test_only_constants_are_overridable(tmp_path: Path) -> None:
-    path = write(tmp_path, "t.py", GOOD.replace("size = 64", "size = 64\ndevice = torch.device('cpu')"))
+    path = write(
+        tmp_path, "t.py", GOOD.replace("size = 64", "size = 64\ndevice = torch.device('cpu')")
+    )
     with pytest.raises(TaskError, match="cannot override device"):
         load_task(str(path), {"device": "cuda"})
 

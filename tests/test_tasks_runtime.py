@@ -85,14 +85,23 @@ def test_upstream_file_with_plain_value_input_runs() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"inputs": "raise ValueError('bad shape')"}, r"get_inputs\(\) raised ValueError: bad shape; fix the task file"),
+        (
+            {"inputs": "raise ValueError('bad shape')"},
+            r"get_inputs\(\) raised ValueError: bad shape; fix the task file",
+        ),
         ({"init": "return [1 / 0]"}, r"get_init_inputs\(\) raised ZeroDivisionError"),
         ({"forward": "return 'not a tensor'"}, r"Model.forward returned str, not a torch.Tensor"),
         ({"forward": "return (x, 3)"}, r"Model.forward\(\)\[1\] returned int, not a torch.Tensor"),
         ({"forward": "return x.sum().item()"}, r"Model.forward returned float"),
         ({"forward": "return ()"}, r"returned an empty tuple"),
-        ({"forward": "raise RuntimeError('boom')"}, r"Model.forward\(\*get_inputs\(\)\) raised RuntimeError: boom"),
-        ({"inputs": "return torch.randn(n)"}, r"get_inputs\(\) returned Tensor; it must return a list"),
+        (
+            {"forward": "raise RuntimeError('boom')"},
+            r"Model.forward\(\*get_inputs\(\)\) raised RuntimeError: boom",
+        ),
+        (
+            {"inputs": "return torch.randn(n)"},
+            r"get_inputs\(\) returned Tensor; it must return a list",
+        ),
         ({"inputs": "return [{'x': 1}]"}, r"get_inputs\(\)\[0\] is a dict"),
         ({"inputs": "return [3]"}, r"get_inputs\(\) returned no tensor"),
         (
@@ -101,7 +110,10 @@ def test_upstream_file_with_plain_value_input_runs() -> None:
         ),
         ({"init": "return None"}, r"get_init_inputs\(\) returned NoneType"),
         ({"init": "return [1, 2, 3]"}, r"Model\(\*get_init_inputs\(\)\) raised TypeError"),
-        ({"top": "import not_a_module_anywhere\n"}, r"executing the task file raised ModuleNotFoundError"),
+        (
+            {"top": "import not_a_module_anywhere\n"},
+            r"executing the task file raised ModuleNotFoundError",
+        ),
     ],
 )
 def test_runtime_problems_name_the_file_and_the_problem(
