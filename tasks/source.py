@@ -72,15 +72,31 @@ def _is_constant_expression(node: ast.expr) -> bool:
     return not any(isinstance(n, ast.Call | ast.Lambda) for n in ast.walk(node))
 
 
-def _assignment_value(node: ast.stmt) -> tuple[str, ast.expr] | None:
-    """``(name, value)`` for a module-level ``NAME = value`` / ``NAME: T = value``."""
-    if isinstance(node, ast.Assign):
-        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            return node.targets[0].id, node.value
-        return None
+def _assignments(node: ast.stmt) -> list[tuple[str, ast.expr]]:
+    """``(name, value)`` pairs a module-level statement binds to a plain expression.
+
+    ``NAME = value``, ``NAME: T = value`` and KernelBench's ``height, width = 32, 32``.
+    """
     if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
-        return node.target.id, node.value
-    return None
+        return [(node.target.id, node.value)]
+    if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+        return []
+    target, value = node.targets[0], node.value
+    if isinstance(target, ast.Name):
+        return [(target.id, value)]
+    if (
+        isinstance(target, ast.Tuple | ast.List)
+        and isinstance(value, ast.Tuple | ast.List)
+        and len(target.elts) == len(value.elts)
+        and all(isinstance(t, ast.Name) for t in target.elts)
+        and not any(isinstance(v, ast.Starred) for v in value.elts)
+    ):
+        return [
+            (t.id, v)
+            for t, v in zip(target.elts, value.elts, strict=True)
+            if isinstance(t, ast.Name)
+        ]
+    return []
 
 
 def analyse(source: str, filename: str) -> SourceInfo:
@@ -99,18 +115,15 @@ def analyse(source: str, filename: str) -> SourceInfo:
         if isinstance(node, ast.ClassDef) and node.name == "Model":
             doc = ast.get_docstring(node) or ""
             model_doc = doc.strip().splitlines()[0].strip() if doc.strip() else ""
-        found = _assignment_value(node)
-        if found is None:
-            continue
-        name, value = found
-        if name.startswith("__") or not _is_constant_expression(value):
-            continue
-        text = ast.get_source_segment(source, value) or ast.unparse(value)
-        try:
-            literal = ast.literal_eval(value)
-            constants[name] = Constant(name, text, literal, True)
-        except ValueError:
-            constants[name] = Constant(name, text, None, False)
+        for name, value in _assignments(node):
+            if name.startswith("__") or not _is_constant_expression(value):
+                continue
+            text = ast.get_source_segment(source, value) or ast.unparse(value)
+            try:
+                literal = ast.literal_eval(value)
+                constants[name] = Constant(name, text, literal, True)
+            except ValueError:
+                constants[name] = Constant(name, text, None, False)
     return SourceInfo(constants=constants, model_doc=model_doc)
 
 
@@ -181,16 +194,17 @@ def apply_overrides(source: str, overrides: dict[str, OverrideValue], filename: 
     lines = source.splitlines(keepends=True)
     spans: list[tuple[int, int, int, int, str]] = []
     for node in tree.body:
-        found = _assignment_value(node)
-        if found is None or found[0] not in overrides:
-            continue
-        value = found[1]
-        assert value.end_lineno is not None and value.end_col_offset is not None
-        text = _literal_text(overrides[found[0]])
-        if value.end_lineno != value.lineno:
-            # Keep the line count: a parenthesised literal may span blank lines.
-            text = "(" + text + "\n" * (value.end_lineno - value.lineno) + ")"
-        spans.append((value.lineno, value.col_offset, value.end_lineno, value.end_col_offset, text))
+        for name, value in _assignments(node):
+            if name not in overrides:
+                continue
+            assert value.end_lineno is not None and value.end_col_offset is not None
+            text = _literal_text(overrides[name])
+            if value.end_lineno != value.lineno:
+                # Keep the line count: a parenthesised literal may span blank lines.
+                text = "(" + text + "\n" * (value.end_lineno - value.lineno) + ")"
+            spans.append(
+                (value.lineno, value.col_offset, value.end_lineno, value.end_col_offset, text)
+            )
     # Replace from the end so earlier offsets stay valid. ast offsets are UTF-8 byte offsets.
     for lineno, col, end_lineno, end_col, text in sorted(spans, reverse=True):
         first = lines[lineno - 1].encode()

@@ -291,3 +291,17 @@ def test_loading_never_executes_task_code(tmp_path: Path) -> None:
     task = load_task(str(write(tmp_path, "sneaky.py", text)))
     assert task.name == "sneaky"
     assert not marker.exists()
+
+
+def test_tuple_unpacked_constants_are_overridable(tmp_path: Path) -> None:
+    from daedalus.tasks import materialise
+
+    text = GOOD.replace("size = 64", "height, width = 32, 48  # KernelBench level-2 style").replace(
+        "torch.randn(size)", "torch.randn(height, width)"
+    )
+    path = write(tmp_path, "pair.py", text)
+    task = load_task(str(path), {"height": 4, "width": 6})
+    rewritten = apply_overrides(task.source, task.overrides, str(path))
+    assert "height, width = 4, 6  # KernelBench level-2 style" in rewritten
+    assert tuple(materialise(task).get_inputs()[0].shape) == (4, 6)
+    assert load_task(str(path), {"width": 5}).overrides == {"width": 5}
