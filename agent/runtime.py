@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from daedalus.archive.db import Archive
     from daedalus.tasks.model import Task
 
+# Elites steer diversity, not correctness: refreshing them every few results is enough.
+_ELITE_REFRESH = 8
 EventSink = Callable[[str, dict[str, Any]], None]
 Analyst = Callable[[str, list[Any]], list[str]]
 
@@ -74,6 +76,8 @@ class RunContext:
         self._rng = random.Random(f"{config.seed}:{run_id}:{elapsed_before}")
         self.bandit = planning.Bandit(planning.arms_for(config), self._rng)
         self._in_memory: dict[str, tuple[Proposal, str, float]] = {}
+        self._recorded = 0
+        self._elite_cache: tuple[int, list[str]] | None = None
         self.fatal: str | None = None  # set when a proposer cannot go on (bad key, no budget)
 
     # ------------------------------------------------------------------ helpers
@@ -103,6 +107,21 @@ class RunContext:
         for candidate_id, code in pending:
             self.pool.submit(candidate_id, self.task, code, known)
         return len(pending)
+
+    @staticmethod
+    def _candidate(s: Any, candidate_id: str) -> Any:
+        """An exact-id lookup (the store's get_candidate also resolves prefixes, slower)."""
+        candidate = store.find_candidate(s, candidate_id=candidate_id)
+        if candidate is None:
+            raise LookupError(f"candidate {candidate_id} is not in the archive")
+        return candidate
+
+    def _elites(self, s: Any) -> list[Any]:
+        """MAP-Elites cell elites, re-queried only after new results were recorded."""
+        if self._elite_cache is None or self._recorded - self._elite_cache[0] >= _ELITE_REFRESH:
+            ids = [c.id for c in store.cell_elites(s, run_id=self.run_id)]
+            self._elite_cache = (self._recorded, ids)
+        return [self._candidate(s, i) for i in self._elite_cache[1]]
 
     # ------------------------------------------------------------------ plan
 
@@ -148,7 +167,7 @@ class RunContext:
         if not top:
             mode = "fix"
         inspirations = [c for c in store.top_candidates(s, run_id=self.run_id, limit=3)]
-        elites = store.cell_elites(s, run_id=self.run_id)
+        elites = self._elites(s)
         if elites:
             inspirations += self._rng.sample(elites, k=min(2, len(elites)))
         if mode == "fix":
@@ -190,9 +209,9 @@ class RunContext:
         with self.archive.session(readonly=True) as s:
             run = store.get_run(s, run_id=self.run_id)
             remaining = None if self.config.budget_usd is None else max(0.0, self.config.budget_usd - run.cost_usd)
-            parent = store.get_candidate(s, candidate_id=plan.parent_id)
-            inspirations = [store.get_candidate(s, candidate_id=i) for i in plan.inspiration_ids]
-            failures = [store.get_candidate(s, candidate_id=i) for i in plan.failure_ids]
+            parent = self._candidate(s, plan.parent_id)
+            inspirations = [self._candidate(s, i) for i in plan.inspiration_ids]
+            failures = [self._candidate(s, i) for i in plan.failure_ids]
             lessons = [lesson.text for lesson in store.lessons(s, task=self.task.key, limit=5)]
             guidance = [str(g) for g in store.get_run(s, run_id=self.run_id).guidance or []]
             brief = memory.brief(
@@ -299,7 +318,7 @@ class RunContext:
 
     def submit(self, candidate_id: str) -> None:
         with self.archive.session(readonly=True) as s:
-            code = store.get_candidate(s, candidate_id=candidate_id).code
+            code = self._candidate(s, candidate_id).code
             known = frozenset(store.known_functional_hashes(s, task=self.task.key))
         self.pool.submit(candidate_id, self.task, code, known)
 
@@ -307,12 +326,13 @@ class RunContext:
         finished = self.pool.harvest(block=block, timeout=1.0 if block else None)
         for item in finished:
             self._record_one(item)
+        self._recorded += len(finished)
         return len(finished)
 
     def _record_one(self, item: Finished) -> None:
         result = item.result
         with self.archive.session() as s, s.begin():
-            candidate = store.get_candidate(s, candidate_id=item.candidate_id)
+            candidate = self._candidate(s, item.candidate_id)
             values = planning.features(candidate.code, self.task.features, result.metrics)
             store.set_features(s, candidate_id=candidate.id, features=values, cell=planning.cell_key(values))
             if "functional_duplicate" in result.flags and result.functional_hash:
