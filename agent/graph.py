@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from daedalus.agent.state import RunInput, RunState
 
 if TYPE_CHECKING:
-    from daedalus.agent.runtime import RunContext
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph.state import CompiledStateGraph
+
+    from daedalus.agent.runtime import RunContext
 
 # Every iteration is ~6 graph steps; the budget, not LangGraph, decides when a run ends.
 RECURSION_LIMIT = 10_000_000

@@ -87,7 +87,7 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
     args = ["run", "swish_scale", *SMALL, "--iterations", str(iterations), "--workers", "2", "--json"]
     run_id: str | None = None
     kills = 0
-    for attempt in range(12):
+    for _attempt in range(12):
         cmd = [*DAEDALUS, *(args if run_id is None else ["run", "--resume", run_id, "--json"])]
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(rng.uniform(1.5, 6.0))
