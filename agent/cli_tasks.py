@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
 from daedalus.tasks import Task, TaskError, constants_of, list_tasks, load_task, parse_overrides
 from daedalus.tasks.check import CheckReport, Outcome
 
@@ -100,8 +101,9 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show a task's metadata and its source (with any --set overrides applied)."""
-    from daedalus.tasks.source import apply_overrides
     from rich.syntax import Syntax
+
+    from daedalus.tasks.source import apply_overrides
 
     task = _load(name_or_path, overrides)
     record = task_record(task)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from daedalus.agent.cli_tasks import run_check
 from daedalus.sandbox import Evaluator, Limits
 from daedalus.tasks import Task, load_task, materialise
@@ -182,8 +183,9 @@ def test_nondeterministic_task_makes_the_check_inconclusive(
 
 
 def test_check_command_exit_codes_and_json(tmp_path: Path) -> None:
-    from daedalus.agent.cli_tasks import app
     from typer.testing import CliRunner
+
+    from daedalus.agent.cli_tasks import app
 
     runner = CliRunner()
     degenerate = kernel_file(tmp_path, "times_zero", "x * 0.0")

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from daedalus.agent.cli_tasks import app
 from daedalus.tasks import list_tasks
-from typer.testing import CliRunner
 
 RELU = Path(__file__).parent / "data" / "kernelbench" / "19_ReLU.py"
 runner = CliRunner()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from daedalus.agent.cli_tasks import run_check
 from daedalus.sandbox import Evaluator, Limits
 from daedalus.tasks import list_tasks, load_task

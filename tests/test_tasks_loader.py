@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from daedalus.tasks import LIBRARY_DIR, Task, TaskError, list_tasks, load_task, parse_overrides
 from daedalus.tasks.metadata import guess_category
 from daedalus.tasks.source import apply_overrides

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from daedalus.tasks import TaskError, list_tasks, load_task, materialise
 
 DATA = Path(__file__).parent / "data" / "kernelbench"
