@@ -46,7 +46,7 @@ EvaluateFn = Callable[[Task, str], ResultLike]
 class OutputSpec:
     shape: tuple[int, ...]
     dtype: str  # e.g. "float32", as in ``torch.float32``
-    fill: float | int | bool  # the value the constant baseline uses
+    fill: float | int | bool | complex  # the value the constant baseline uses
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,11 @@ class CheckReport:
         return 1 if self.passing else 0
 
 
-def _fill_value(values: Any, dtype: Any) -> float | int | bool:
+def _fill_value(values: Any, dtype: Any) -> float | int | bool | complex:
     import torch
 
+    if values.is_complex():
+        return complex(values.mean().item()) if values.numel() else 0j
     if dtype == torch.bool:
         return bool(values.double().mean().item() >= 0.5)
     finite = values[torch.isfinite(values)] if values.is_floating_point() else values
@@ -133,7 +135,7 @@ def reference_run(task: Task) -> ReferenceRun:
 
     loaded = materialise(task)
     torch.manual_seed(task.seed)
-    model = loaded.make_model()
+    model = loaded.make_model().eval()  # as the evaluator runs it
     inputs = loaded.get_inputs()
     raw = loaded.forward(model, inputs)
     outputs = validate_outputs(task, raw)

@@ -34,8 +34,9 @@ STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_":
 @dataclass(frozen=True)
 class Timing:
     task: Task
-    median_ms: float
+    median_ms: float  # wall clock
     iqr_ms: float
+    cpu_ms: float  # median thread CPU time: what the run costs when it is not waiting
     runs: int
     output: str  # shapes and dtypes of the reference outputs
 
@@ -47,33 +48,40 @@ def measure(task: Task, *, min_runs: int = 10, min_seconds: float = 0.5) -> Timi
     torch.set_num_threads(1)
     loaded = materialise(task)
     torch.manual_seed(task.seed)
-    model = loaded.make_model()
+    model = loaded.make_model().eval()
     inputs = loaded.get_inputs()
     outputs = loaded.run_reference(model, inputs)
     for _ in range(3):
         loaded.run_reference(model, inputs)
     samples: list[float] = []
+    cpu: list[float] = []
     started = time.perf_counter()
     with torch.no_grad():
         while len(samples) < min_runs or time.perf_counter() - started < min_seconds:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             model(*inputs)
+            cpu.append((time.thread_time() - c0) * 1e3)
             samples.append((time.perf_counter() - t0) * 1e3)
     quartiles = statistics.quantiles(samples, n=4)
     shapes = ", ".join(f"{tuple(o.shape)} {str(o.dtype).removeprefix('torch.')}" for o in outputs)
     return Timing(
-        task, statistics.median(samples), quartiles[2] - quartiles[0], len(samples), shapes
+        task,
+        statistics.median(samples),
+        quartiles[2] - quartiles[0],
+        statistics.median(cpu),
+        len(samples),
+        shapes,
     )
 
 
 def markdown(timings: list[Timing]) -> str:
     lines = [
-        "| task | category | reference ms (median, 1 thread) | output | description |",
-        "|---|---|---:|---|---|",
+        "| task | category | wall ms | CPU ms | output | description |",
+        "|---|---|---:|---:|---|---|",
     ]
     for t in timings:
         lines.append(
-            f"| `{t.task.key}` | {t.task.category} | {t.median_ms:.1f} | {t.output} | "
+            f"| `{t.task.key}` | {t.task.category} | {t.median_ms:.1f} | {t.cpu_ms:.1f} | {t.output} | "
             f"{t.task.description} |"
         )
     return "\n".join(lines)
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             timing = measure(task)
             print(
                 f"round {round_ + 1}  {task.key:32s} {timing.median_ms:8.2f} ms  "
-                f"iqr {timing.iqr_ms:6.2f}",
+                f"iqr {timing.iqr_ms:6.2f}  cpu {timing.cpu_ms:8.2f} ms",
                 flush=True,
             )
             if task.key not in best or timing.median_ms < best[task.key].median_ms:
