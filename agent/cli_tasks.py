@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from daedalus.sandbox import Evaluator, Limits
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(help="List, inspect and sanity-check kernel tasks.", no_args_is_help=True)
 
@@ -34,11 +35,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    # markup off: task names like "relu[dim=1024]" and error texts must print verbatim.
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, markup=False)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True)
+    _console(stderr=True).print(Text("error: ", style="bold red") + Text(message))
     return typer.Exit(code)
 
 
@@ -227,17 +229,19 @@ def _print_report(report: CheckReport) -> None:
     rows = ([report.control] if report.control else []) + list(report.outcomes)
     for o in rows:
         if o.baseline.name == "reference":
-            verdict = "[green]passes (as it must)[/]" if o.passed else "[red]FAILS[/]"
+            verdict = Text.from_markup(
+                "[green]passes (as it must)[/]" if o.passed else "[red]FAILS[/]"
+            )
         elif o.status == "skipped":
-            verdict = "[dim]not applicable[/]"
+            verdict = Text("not applicable", style="dim")
         else:
-            verdict = "[bold red]PASSES[/]" if o.passed else "[green]rejected[/]"
+            verdict = Text.from_markup("[bold red]PASSES[/]" if o.passed else "[green]rejected[/]")
         table.add_row(
             o.baseline.name, o.baseline.description, o.status, verdict, (o.error or "")[:300]
         )
     console.print(table)
     if report.inconclusive:
-        console.print(f"[bold red]inconclusive:[/] {report.inconclusive}", markup=True)
+        console.print(Text("inconclusive: ", style="bold red") + Text(report.inconclusive))
     elif report.passing:
         names = ", ".join(o.baseline.name for o in report.passing)
         console.print(
@@ -247,4 +251,4 @@ def _print_report(report: CheckReport) -> None:
             markup=True,
         )
     else:
-        console.print("[green]ok:[/] no trivial baseline passes this task.", markup=True)
+        console.print(Text("ok: ", style="green") + Text("no trivial baseline passes this task."))

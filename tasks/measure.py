@@ -18,6 +18,7 @@ a long-running process); ``--default-malloc`` measures the allocator as it comes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -112,8 +113,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"iqr {timing.iqr_ms:6.2f}  cpu {timing.cpu_ms:8.2f} ms",
                 flush=True,
             )
-            if task.key not in best or timing.median_ms < best[task.key].median_ms:
-                best[task.key] = timing
+            # Load on a shared machine only ever adds time, so each metric keeps its best round.
+            if task.key in best:
+                kept = best[task.key]
+                timing = dataclasses.replace(
+                    timing if timing.median_ms < kept.median_ms else kept,
+                    cpu_ms=min(timing.cpu_ms, kept.cpu_ms),
+                )
+            best[task.key] = timing
     print()
     print(markdown([best[t.key] for t in tasks]))
 
