@@ -189,8 +189,11 @@ def test_check_command_exit_codes_and_json(tmp_path: Path) -> None:
 
     runner = CliRunner()
     degenerate = kernel_file(tmp_path, "times_zero", "x * 0.0")
-    result = runner.invoke(app, ["check", str(degenerate)], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app, ["check", str(degenerate), "--set", "dim=256"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 1, result.output
+    assert "times_zero[dim=256]" in result.stdout  # printed verbatim, not eaten as markup
     assert "warning:" in result.stdout and "cannot tell them apart" in result.stdout
 
     honest = kernel_file(tmp_path, "honest", "torch.tanh(x) * 2.0 + x")
