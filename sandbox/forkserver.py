@@ -34,6 +34,7 @@ torch.set_num_threads(1)
 
 from daedalus.sandbox import isolation  # noqa: E402  (after pinning torch's threads)
 from daedalus.sandbox.backends import fingerprints  # noqa: E402
+from daedalus.sandbox.backends.detect import cuda_problem  # noqa: E402
 from daedalus.sandbox.functional import warm_up  # noqa: E402
 from daedalus.sandbox.harness import run_cascade  # noqa: E402
 from daedalus.sandbox.protocol import flood_limit  # noqa: E402
@@ -47,6 +48,7 @@ RESULT_CAP = 8 * 1024 * 1024
 BUILD_FSIZE_MB = 2048
 TASK_CACHE_SIZE = 16
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "VIRTUAL_ENV", "CC", "CXX", "LD_LIBRARY_PATH", "CPATH")
+_ENV_KEEP_PREFIXES = ("CUDA_", "NVIDIA_", "ASCEND_", "TRITON_")  # device selection, not secrets
 
 
 @dataclass
@@ -101,6 +103,10 @@ class ForkServer:
         _write_all(1, (json.dumps(message) + "\n").encode())
 
     def serve(self) -> None:
+        # Triton decorates its language library when first imported, and warming up
+        # torch._dynamo imports it, so the interpreter choice must be made here, once, not
+        # in each child: the interpreter unless a CUDA GPU can run compiled kernels.
+        os.environ.setdefault("TRITON_INTERPRET", "0" if cuda_problem() is None else "1")
         warm_up()
         self.send({"event": "ready", "pid": os.getpid(),
                    "fingerprints": fingerprints()})
@@ -255,7 +261,8 @@ class ForkServer:
             os._exit(code)
 
     def child_environment(self, workdir: Path, ext: Path, limits: Limits) -> None:
-        keep = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+        keep = {k: v for k, v in os.environ.items()
+                if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
         os.environ.clear()
         os.environ.update(keep)
         os.environ.update({
@@ -264,7 +271,7 @@ class ForkServer:
             "TORCH_EXTENSIONS_DIR": str(ext), "MAX_JOBS": "1",
             "TORCHINDUCTOR_CACHE_DIR": str(self.shared_caches[0]),
             "TORCHINDUCTOR_COMPILE_THREADS": "1",
-            "TRITON_CACHE_DIR": str(self.shared_caches[1]), "TRITON_INTERPRET": "1",
+            "TRITON_CACHE_DIR": str(self.shared_caches[1]),
             "OMP_NUM_THREADS": str(limits.threads),
         })  # fmt: skip
         tempfile.tempdir = None  # the server cached /tmp, which is read-only in here

@@ -14,10 +14,11 @@ import hashlib
 from typing import Any
 
 import torch
-from daedalus.sandbox.backends import compare as C
-from daedalus.sandbox.static import uses_module
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from daedalus.sandbox.backends import compare as C
+from daedalus.sandbox.static import uses_module
 
 _TRACEABLE_NAMESPACES = frozenset({"aten", "prims"})
 _OPAQUE_MODULES = ("triton", "torch.utils.cpp_extension")

@@ -28,6 +28,7 @@ ANSWER_GRACE_S = 30.0  # beyond the child's own deadline, before we call the ser
 # The server (and so every candidate) gets only these variables: never API keys.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "CC",
              "CXX", "LD_LIBRARY_PATH", "CPATH", "TORCH_CUDA_ARCH_LIST")  # fmt: skip
+_ENV_KEEP_PREFIXES = ("CUDA_", "NVIDIA_", "ASCEND_", "TRITON_")  # device selection
 
 
 def default_cache_dir() -> Path:
@@ -46,7 +47,8 @@ class _Server:
     """One running fork server process and the thread reading its answers."""
 
     def __init__(self, cache_dir: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+        env = {k: v for k, v in os.environ.items()
+               if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
         # Inductor reads its compile-thread count at import: one, so no worker pool forks.
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                    TORCHINDUCTOR_COMPILE_THREADS="1")

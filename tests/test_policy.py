@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from daedalus.sandbox.static import check_candidate, needs_build, normalized_hash, uses_module
 
 CANDIDATES = Path(__file__).parent / "candidates"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from daedalus.sandbox import EvaluationResult, Evaluator, Limits, Status
 from daedalus.tasks import Task, load_task
 

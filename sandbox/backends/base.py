@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
+from daedalus.sandbox.backends.timing import summarize
 from daedalus.sandbox.result import Status
 
 
@@ -53,6 +54,37 @@ class TimingReport:
     remeasured: bool = False
     calls_per_sample: tuple[int, int] = (1, 1)
     flags: list[str] = field(default_factory=list)
+    clock: str = "wall"  # what ref_ms/cand_ms measure: "wall" or "process_cpu"
+    ref_wall_ms: float | None = None  # wall-clock medians, reported alongside
+    cand_wall_ms: float | None = None
+
+    samples: tuple[list[float], list[float], list[float], list[float]] = ([], [], [], [])
+
+    @classmethod
+    def from_samples(cls, ref: list[float], cand: list[float], ref_wall: list[float],
+                     cand_wall: list[float], *, threads: int,
+                     calls: tuple[int, int]) -> TimingReport:
+        """Medians (ms) and spreads of seconds-per-call samples from the primary clock,
+        with wall-clock medians alongside."""
+        sa, sb = summarize(ref), summarize(cand)
+        return cls(
+            ref_ms=sa.median * 1e3, cand_ms=sb.median * 1e3,
+            ref_iqr_rel=sa.iqr_rel, cand_iqr_rel=sb.iqr_rel,
+            ref_ci_rel=sa.ci_rel, cand_ci_rel=sb.ci_rel,
+            repeats=min(sa.n, sb.n), threads=threads, calls_per_sample=calls,
+            ref_wall_ms=summarize(ref_wall).median * 1e3,
+            cand_wall_ms=summarize(cand_wall).median * 1e3,
+            samples=(ref, cand, ref_wall, cand_wall),
+        )  # fmt: skip
+
+    def with_wall_clock(self) -> TimingReport:
+        """The same run summarised from its wall-clock samples instead."""
+        _, _, ref_wall, cand_wall = self.samples
+        report = TimingReport.from_samples(ref_wall, cand_wall, ref_wall, cand_wall,
+                                           threads=self.threads, calls=self.calls_per_sample)
+        report.remeasured, report.flags = self.remeasured, list(self.flags)
+        report.clock = "wall"
+        return report
 
     @property
     def speedup(self) -> float:
@@ -72,6 +104,8 @@ class TimingReport:
             "remeasured": float(self.remeasured),
             "ref_calls_per_sample": float(self.calls_per_sample[0]),
             "cand_calls_per_sample": float(self.calls_per_sample[1]),
+            **({"ref_wall_ms": self.ref_wall_ms} if self.ref_wall_ms is not None else {}),
+            **({"cand_wall_ms": self.cand_wall_ms} if self.cand_wall_ms is not None else {}),
         }
 
 

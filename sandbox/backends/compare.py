@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from daedalus.sandbox.backends.base import CandidateFailure, Expected
 from daedalus.sandbox.result import Status
 

@@ -10,17 +10,22 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
+
 from daedalus.sandbox.backends import compare as C
 from daedalus.sandbox.backends.base import Backend, CandidateFailure, Expected, TimingReport
-from daedalus.sandbox.backends.timing import NOISY_IQR_REL, calls_per_sample, interleave, summarize
+from daedalus.sandbox.backends.timing import NOISY_IQR_REL, calls_per_sample, interleave
 from daedalus.sandbox.result import Status
 
 _clock = time.perf_counter
+_thread_clock = time.thread_time
+_process_clock = time.process_time
+OTHER_THREADS_TOLERANCE = 1.10  # process CPU above 110% of the timing thread's: other threads worked
 _gc_disable = gc.disable
 _gc_enable = gc.enable
 _set_num_threads = torch.set_num_threads
@@ -88,31 +93,38 @@ class CpuBackend(Backend):
     def time(self, ref: Any, cand: Any, trial: Expected, *, atol: float, rtol: float,
              threads: int, budget_s: float) -> TimingReport:
         _set_num_threads(threads)
+        # One thread: CPU time of the timing thread, which other processes' load cannot
+        # inflate by time-slicing (on an idle machine it equals wall time; the process CPU
+        # clock is tick-coarse once RLIMIT_CPU arms a timer). Several threads: wall time.
+        clock, clock_name = (_thread_clock, "thread_cpu") if threads == 1 else (_clock, "wall")
         ref_args = C.clone_args(trial.inputs)
         cand_args = C.clone_args(trial.inputs)
         expected = [C.restore(s) for s in trial.outputs]
         what = "timing"
 
-        def run_ref(n: int) -> float:
+        def run_ref(n: int, walls: list[float]) -> float:
             outs = []
             try:
-                start = _clock()
+                wall, start = _clock(), clock()
                 for _ in range(n):
                     outs.append(ref(*ref_args))
-                return (_clock() - start) / n
+                elapsed = (clock() - start) / n
+                walls.append((_clock() - wall) / n)
+                return elapsed
             except Exception as exc:
                 # The reference passed every trial before; failing now means interference.
                 raise CandidateFailure(Status.RUNTIME_ERROR, "timing", "the reference Model "
                                        "failed during timing after the candidate was loaded: "
                                        f"{type(exc).__name__}: {exc}") from None
 
-        def run_cand(n: int) -> float:
+        def run_cand(n: int, walls: list[float]) -> float:
             outs = []
             try:
-                start = _clock()
+                wall, start = _clock(), clock()
                 for _ in range(n):
                     outs.append(cand(*cand_args))
-                elapsed = (_clock() - start) / n
+                elapsed = (clock() - start) / n
+                walls.append((_clock() - wall) / n)
             except BaseException as exc:
                 raise CandidateFailure(Status.RUNTIME_ERROR, "timing", "ModelNew.forward "
                                        f"raised during timing: {C.failure_text(exc)}") from None
@@ -126,36 +138,33 @@ class CpuBackend(Backend):
         C._set_grad_enabled(False)
         _gc_disable()
         try:
-            ref_est = min(run_ref(1) for _ in range(3))
-            cand_est = min(run_cand(1) for _ in range(3))
-            n_ref, n_cand = calls_per_sample(ref_est), calls_per_sample(cand_est)
-            report = self._measure(run_ref, run_cand, n_ref, n_cand, threads, budget_s)
+            ref_est = min(run_ref(1, []) for _ in range(3))
+            cand_est = min(run_cand(1, []) for _ in range(3))
+            calls = (calls_per_sample(ref_est), calls_per_sample(cand_est))
+            process0, thread0 = _process_clock(), _thread_clock()
+            report = _measure(run_ref, run_cand, calls, threads, budget_s)
             if max(report.ref_iqr_rel, report.cand_iqr_rel) > NOISY_IQR_REL:
-                again = self._measure(run_ref, run_cand, n_ref, n_cand, threads, budget_s)
+                again = _measure(run_ref, run_cand, calls, threads, budget_s)
                 worst = max(report.ref_iqr_rel, report.cand_iqr_rel)
                 if max(again.ref_iqr_rel, again.cand_iqr_rel) < worst:
                     report = again
                 report.remeasured = True
                 if max(report.ref_iqr_rel, report.cand_iqr_rel) > NOISY_IQR_REL:
                     report.flags.append("noisy_timing")
+            other = (_process_clock() - process0) - (_thread_clock() - thread0)
+            if clock_name == "thread_cpu" and other > 0.05 + (OTHER_THREADS_TOLERANCE - 1) * (
+                    _thread_clock() - thread0):
+                # Work ran on threads the timing clock cannot see: only wall time is honest.
+                report = report.with_wall_clock()
+                clock_name = "wall"
+                report.flags.append("work_on_other_threads")
         finally:
             _gc_enable()
         if _get_num_threads() != threads:
             raise CandidateFailure(Status.RUNTIME_ERROR, "timing", "the candidate changed "
                                    "torch's thread count; timing uses a fixed count (rule: threads).")
+        report.clock = clock_name
         return report
-
-    @staticmethod
-    def _measure(run_ref: Any, run_cand: Any, n_ref: int, n_cand: int, threads: int,
-                 budget_s: float) -> TimingReport:
-        a, b = interleave(lambda: run_ref(n_ref), lambda: run_cand(n_cand), budget_s=budget_s)
-        sa, sb = summarize(a), summarize(b)
-        return TimingReport(
-            ref_ms=sa.median * 1e3, cand_ms=sb.median * 1e3,
-            ref_iqr_rel=sa.iqr_rel, cand_iqr_rel=sb.iqr_rel,
-            ref_ci_rel=sa.ci_rel, cand_ci_rel=sb.ci_rel,
-            repeats=min(sa.n, sb.n), threads=threads, calls_per_sample=(n_ref, n_cand),
-        )  # fmt: skip
 
     def fingerprint(self) -> dict[str, str]:
         return {
@@ -169,3 +178,13 @@ class CpuBackend(Backend):
             "compiler": _compiler(),
             "os": platform.platform(),
         }
+
+
+def _measure(run_ref: Callable[[int, list[float]], float],
+             run_cand: Callable[[int, list[float]], float], calls: tuple[int, int],
+             threads: int, budget_s: float) -> TimingReport:
+    ref_walls: list[float] = []
+    cand_walls: list[float] = []
+    a, b = interleave(lambda: run_ref(calls[0], ref_walls),
+                      lambda: run_cand(calls[1], cand_walls), budget_s=budget_s)
+    return TimingReport.from_samples(a, b, ref_walls, cand_walls, threads=threads, calls=calls)

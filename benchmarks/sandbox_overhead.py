@@ -1,0 +1,101 @@
+"""Per-candidate isolation overhead: the fork-server sandbox against a cold subprocess.
+
+Side by side in one run, interleaved so machine load hits both equally:
+
+* **fork server**: one isolated child per candidate, exactly as evaluations get it (PID,
+  network and mount namespaces, read-only file system, rlimits, uid drop, captured output,
+  result pipe, clean-up), measured as the round trip of a probe request that runs no
+  harness work. The server is warm: torch is already imported.
+* **cold subprocess**: ``python -c "import torch"`` per candidate, the cost a
+  subprocess-per-candidate sandbox pays before doing any work.
+
+Goals (issue 2): under 50 ms per candidate, and at least 25x lower than the cold start.
+Also reports a complete ``Evaluator.evaluate`` of a trivial candidate for context.
+
+    python benchmarks/sandbox_overhead.py [--candidates 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from daedalus.sandbox import Evaluator, Limits
+from daedalus.sandbox.process import ProcessSandbox
+from daedalus.tasks import load_task
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK = ROOT / "tests" / "candidates" / "task_swish.py"
+CANDIDATE = ROOT / "tests" / "candidates" / "good_fused.py"
+
+
+def _ms(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1e3, ordered[int(0.9 * (len(ordered) - 1))] * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--candidates", type=int, default=20)
+    args = parser.parse_args()
+    limits = Limits()
+    sandbox = ProcessSandbox()
+    sandbox.start()
+    probe = {"probe": True, "limits": limits.model_dump()}
+    for _ in range(3):  # warm the page cache and the server's first-fork paths
+        sandbox.run(probe, limits)
+    fork: list[float] = []
+    cold: list[float] = []
+    isolation: dict[str, str] = {}
+    for _ in range(args.candidates):
+        start = time.perf_counter()
+        run = sandbox.run(probe, limits)
+        fork.append(time.perf_counter() - start)
+        assert run.result == {"probe": True}, run
+        isolation = run.isolation
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        cold.append(time.perf_counter() - start)
+    sandbox.close()
+
+    task = load_task(str(TASK), {"batch_size": 8, "dim": 1024})
+    code = CANDIDATE.read_text()
+    quick = Limits(trials=1, timing_budget_s=0.05)
+    full: list[float] = []
+    with Evaluator(limits=quick) as ev:
+        ev.evaluate(task, code)
+        for _ in range(min(10, args.candidates)):
+            start = time.perf_counter()
+            result = ev.evaluate(task, code)
+            full.append(time.perf_counter() - start)
+            assert result.ok, result.error
+
+    fork_med, fork_p90 = _ms(fork)
+    cold_med, cold_p90 = _ms(cold)
+    full_med, full_p90 = _ms(full)
+    ratio = cold_med / fork_med
+    print(f"Per-candidate isolation overhead, {args.candidates} candidates, interleaved.\n")
+    print("| per candidate | median ms | p90 ms | vs cold start |")
+    print("|---|---:|---:|---:|")
+    print(f"| fork-server sandbox (isolation only) | {fork_med:.1f} | {fork_p90:.1f} | "
+          f"{ratio:.0f}x lower |")
+    print(f"| cold `python -c \"import torch\"` | {cold_med:.0f} | {cold_p90:.0f} | 1x |")
+    print(f"| full evaluation of a trivial candidate (1 trial, 50 ms timing budget) | "
+          f"{full_med:.0f} | {full_p90:.0f} | - |")
+    print()
+    print("| goal | target | measured | met |")
+    print("|---|---|---|---|")
+    print(f"| isolation overhead | < 50 ms | {fork_med:.1f} ms | "
+          f"{'yes' if fork_med < 50 else 'NO'} |")
+    print(f"| lower than a cold subprocess | >= 25x | {ratio:.0f}x | "
+          f"{'yes' if ratio >= 25 else 'NO'} |")
+    print()
+    print("isolation: " + ", ".join(f"{k} {v}" for k, v in isolation.items()))
+
+
+if __name__ == "__main__":
+    main()
