@@ -19,9 +19,13 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from daedalus.agent import cli_review
+from daedalus.agent.cli_review import BackendOpt, FingerprintOpt, SearchOpt, TaskOpt
+
 if TYPE_CHECKING:
-    from daedalus.archive.models import Candidate, Run
     from sqlalchemy.orm import Session
+
+    from daedalus.archive.models import Candidate, Run
 
 app = typer.Typer(
     help="Review the archive: runs, candidates, the best result.", no_args_is_help=True
@@ -144,6 +148,9 @@ def runs_command(
         str | None, typer.Option(help="running, stopped, finished, failed or killed.")
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    backend: BackendOpt = None,
+    fingerprint: FingerprintOpt = None,
+    search: SearchOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first."""
@@ -156,6 +163,9 @@ def runs_command(
     with _session() as s:
         _require_runs(s)
         runs = store.list_runs(s, task=task, status=status, limit=limit)
+        if backend or fingerprint or search:
+            flt = {"backend": backend, "fingerprint": fingerprint, "search": search}
+            runs = cli_review.runs_on(s, task=task, status=status, limit=limit, **flt)
         if as_json:
             _print_json([run_to_dict(r) for r in runs])
             return
@@ -181,15 +191,24 @@ def runs_command(
 
 @app.command("list")
 def list_command(
-    run: RunRef = "latest",
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", "-r", help="Run id, prefix or 'latest' (default: latest; all runs of --task)."
+        ),
+    ] = None,
     status: Annotated[
         str | None, typer.Option(help="Only this status (ok, incorrect, pending, ...).")
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many candidates.")] = 50,
     sort: Annotated[str, typer.Option(help="'recent' (newest first) or 'score'.")] = "recent",
+    task: TaskOpt = None,
+    backend: BackendOpt = None,
+    fingerprint: FingerprintOpt = None,
+    search: SearchOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List a run's candidates."""
+    """List a run's candidates (or, with --task and no --run, those of every run of it)."""
     from daedalus.archive import store
     from daedalus.archive.models import CANDIDATE_STATUSES
     from daedalus.archive.serialize import candidate_to_dict
@@ -199,16 +218,35 @@ def list_command(
     if sort not in ("recent", "score"):
         _fail(f"unknown sort {sort!r}. Fix: use --sort recent or --sort score.")
     with _session() as s:
-        the_run = _resolve_run(s, run)
-        cands = store.list_candidates(s, run_id=the_run.id, status=status, limit=limit, order=sort)
+        the_run = _resolve_run(s, run or "latest")
+        if task or backend or fingerprint or search:
+            scope = the_run if run or not task else None
+            cands = cli_review.filtered(
+                s,
+                run_id=scope.id if scope else None,
+                task=task,
+                status=status,
+                backend=backend,
+                fingerprint=fingerprint,
+                search=search,
+                limit=limit,
+                order=sort,
+            )
+        else:
+            scope = the_run
+            cands = store.list_candidates(
+                s, run_id=the_run.id, status=status, limit=limit, order=sort
+            )
         if as_json:
             _print_json([candidate_to_dict(c) for c in cands])
             return
-        counts = store.count_by_status(s, run_id=the_run.id)
-        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        table = Table(
-            title=f"Run {the_run.id} ({the_run.task}): {summary or 'empty'}", title_justify="left"
-        )
+        if scope is None:
+            title = f"Task {task}: candidates of all its runs, {sort} first"
+        else:
+            counts = store.count_by_status(s, run_id=scope.id)
+            summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            title = f"Run {scope.id} ({scope.task}): {summary or 'empty'}"
+        table = Table(title=title, title_justify="left")
         for col in ("id", "seq", "status", "score", "speedup", "mode", "parent", "isl"):
             numeric = col in ("seq", "score", "speedup", "isl")
             table.add_column(
@@ -345,6 +383,8 @@ def best_command(
     task: Annotated[
         str | None, typer.Option(help="Best of this task across all runs (ignores --run).")
     ] = None,
+    backend: BackendOpt = None,
+    fingerprint: FingerprintOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show the best correct candidate of a run (default: the latest run) or of a task."""
@@ -353,7 +393,9 @@ def best_command(
 
     with _session() as s:
         _require_runs(s)
-        if task is not None:
+        if backend or fingerprint:
+            best = cli_review.best_on(s, run=run, task=task, backend=backend, fp=fingerprint)
+        elif task is not None:
             top = store.top_candidates(s, task=task, limit=1)
             if not top:
                 _fail(
@@ -392,3 +434,6 @@ def best_command(
         out.print(title)
         out.print(Panel(Syntax(best.code, "python", line_numbers=True), title="code"))
         out.print(Text(f"Details: daedalus archive show {best.id[:12]}", style="dim"))
+
+
+cli_review.register(app)
