@@ -201,6 +201,11 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
 
+def _is_datetime(column: Any) -> bool:
+    kind = getattr(column.type, "impl", column.type)  # UTCDateTime decorates DateTime
+    return isinstance(kind, DateTime)
+
+
 def _parse(model: type[Base], data: dict[str, Any], report: ImportReport) -> dict[str, Any]:
     cols = {c.key: c for c in _columns(model)}
     unknown = sorted(set(data) - set(cols))
@@ -211,7 +216,7 @@ def _parse(model: type[Base], data: dict[str, Any], report: ImportReport) -> dic
     for key, value in data.items():
         if key not in cols:
             continue
-        if isinstance(cols[key].type, DateTime) and isinstance(value, str):
+        if isinstance(value, str) and _is_datetime(cols[key]):
             value = datetime.fromisoformat(value)
         values[key] = value
     if "id" not in values:
@@ -403,8 +408,20 @@ class _Importer:
             ).first()
             run = self.s.get(Run, run_id)
             assert run is not None
-            run.candidate_count = max(run.candidate_count, top_seq)
-            run.best_candidate_id, run.best_score = (best[0], best[1]) if best else (None, None)
+            self.s.flush()
+            # Keep updated_at as the file (or this archive) had it: recomputing derived
+            # fields is not progress, and a re-import must leave the archive byte-equal.
+            self.s.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    candidate_count=max(run.candidate_count, top_seq),
+                    best_candidate_id=best[0] if best else None,
+                    best_score=best[1] if best else None,
+                    updated_at=run.updated_at,
+                )
+                .execution_options(synchronize_session="fetch")
+            )
         self.s.flush()
 
 
