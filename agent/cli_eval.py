@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ LOG_LINES = 20
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True)
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -73,13 +74,14 @@ def eval_command(
         evaluator = Evaluator(sandbox=sandbox, backend=backend, limits=limits)
     except (BackendUnavailable, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    try:
-        with evaluator:
-            result = evaluator.evaluate(loaded, code)
+    try:  # the sandbox starts on first use: a candidate the policy rejects costs no fork
+        result = evaluator.evaluate(loaded, code)
     except TaskError as exc:
         raise _fail(str(exc)) from exc
     except (RuntimeError, OSError) as exc:
         raise _fail(f"the evaluator could not run: {exc}", code=1) from exc
+    finally:
+        evaluator.close()
     if as_json:
         record = {"task": loaded.key, "candidate": str(candidate),
                   **result.model_dump(mode="json")}
@@ -95,7 +97,7 @@ def _fmt(value: float | None, spec: str = ".3g") -> str:
 def report(task: Task, candidate: Path, result: EvaluationResult, console: Console) -> None:
     """The human-readable report of one evaluation."""
     style = _STATUS_STYLE.get(result.status.value, "bold")
-    console.print(f"[bold]{task.key}[/]  ←  {candidate}")
+    console.print(f"[bold]{escape(task.key)}[/]  ←  {escape(str(candidate))}")
     console.print(f"status [{style}]{result.status.value}[/] (stage {result.stage or '-'})  "
                   f"correct {'yes' if result.correct else 'no'}  speedup "
                   f"{_fmt(result.speedup, '.3f')}  score {result.score:.3f}  "
@@ -117,17 +119,19 @@ def report(task: Task, candidate: Path, result: EvaluationResult, console: Conso
         console.print("timing: not meaningful on this backend (Triton interpreter); "
                       f"max abs error {_fmt(m.get('max_abs_error'))}")
     if result.flags:
-        console.print("flags: " + ", ".join(result.flags))
+        console.print("flags: " + ", ".join(result.flags), markup=False)
     if result.error:
-        console.print(f"[{style}]error:[/]", result.error, markup=True, highlight=False)
+        console.print(f"[{style}]error:[/] {escape(result.error)}")
     if result.isolation:
-        console.print("isolation: " + ", ".join(f"{k} {v}" for k, v in result.isolation.items()))
+        console.print("isolation: " + ", ".join(f"{k} {v}" for k, v in result.isolation.items()),
+                      markup=False)
     if result.overrides:
-        console.print("overrides: " + ", ".join(f"{k}={v}" for k, v in result.overrides.items()))
+        console.print("overrides: " + ", ".join(f"{k}={v}" for k, v in result.overrides.items()),
+                      markup=False)
     fp = result.fingerprint
     if fp:
         console.print(f"machine: {fp.get('device', '?')} ({fp.get('cores', '?')} cores), torch "
-                      f"{fp.get('torch', '?')}, python {fp.get('python', '?')}")
+                      f"{fp.get('torch', '?')}, python {fp.get('python', '?')}", markup=False)
     if result.logs.strip():
         tail = result.logs.rstrip().splitlines()[-LOG_LINES:]
         console.print(f"candidate output (last {len(tail)} lines):")

@@ -108,7 +108,7 @@ class ForkServer:
         # in each child: the interpreter unless a CUDA GPU can run compiled kernels.
         os.environ.setdefault("TRITON_INTERPRET", "0" if cuda_problem() is None else "1")
         warm_up()
-        self.send({"event": "ready", "pid": os.getpid(),
+        self.send({"event": "ready", "pid": os.getpid(), "work_root": str(self.work_root),
                    "fingerprints": fingerprints()})
         self.sel.register(0, selectors.EVENT_READ, ("stdin", 0))
         try:

@@ -175,13 +175,15 @@ def isolate(workdir: Path, writable: list[Path], limits: Limits, *, pid_ns: bool
                                       workdir / ".mounts")
                 info["filesystem"] = "read-only outside the work and cache directories"
             except OSError as exc:
-                info["filesystem"] = f"shared ({exc})"
+                info["filesystem"] = "shared"
+                info["filesystem_note"] = f"could not make it read-only: {exc}"
         else:
-            info["filesystem"] = "shared (not root: no mount namespace)"
+            info["filesystem"] = "shared"
+            info["filesystem_note"] = "not root: no mount namespace"
     else:
         err = os.strerror(ctypes.get_errno())
-        info["network"] = f"shared (unshare failed: {err})"
-        info["filesystem"] = f"shared (unshare failed: {err})"
+        info["network"] = info["filesystem"] = "shared"
+        info["network_note"] = f"unshare(CLONE_NEWNET) failed: {err}; the candidate can reach the network"
     os.chdir(workdir)
     mb = 1024 * 1024
     _limit(resource.RLIMIT_AS, limits.memory_mb * mb)

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,7 @@ class _Server:
         self.ready = threading.Event()
         self.dead = False
         self.fingerprints: dict[str, dict[str, str]] = {}
+        self.work_root: str | None = None  # the server's temp dir, removed if it dies
         self.reader = threading.Thread(target=self._read, args=(self.proc.stdout,),
                                        name="daedalus-forkserver-reader", daemon=True)
         self.reader.start()
@@ -77,6 +79,7 @@ class _Server:
                 continue
             if msg.get("event") == "ready":
                 self.fingerprints = msg.get("fingerprints", {})
+                self.work_root = msg.get("work_root")
                 self.ready.set()
                 continue
             with self.lock:
@@ -137,6 +140,8 @@ class _Server:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+        if self.work_root:  # a killed server could not clean up after itself
+            shutil.rmtree(self.work_root, ignore_errors=True)
 
 
 class ProcessSandbox:
