@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 TaskKind = Literal["kernel", "architecture", "program"]
 
@@ -42,6 +42,10 @@ class Task:
     overrides: dict[str, int | float | str | bool] = field(default_factory=dict)
     features: tuple[str, ...] = ("approach", "code_size")
     seed: int = 42
+    # Program tasks (tasks/program.py): the evaluator and other support files by name, and
+    # kind-specific settings (score metric, cascade, prompt). Empty for kernel tasks.
+    files: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

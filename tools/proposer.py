@@ -40,6 +40,8 @@ class Brief:
     # Structured chat messages (agent.profile.build_messages); LLM proposers prefer them.
     messages: tuple[dict[str, str], ...] = ()
     max_cost_usd: float | None = None  # what this one proposal may spend; None: no limit
+    kind: str = "kernel"  # the task kind (tasks.model.TaskKind): proposers dispatch on it
+    instructions: str = ""  # the task author's own words for the model (program tasks)
 
 
 @dataclass
