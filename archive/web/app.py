@@ -182,16 +182,13 @@ def create_app(
         order = request.query_params.get("order") or "recent"
         if order not in ("recent", "score"):
             raise ValueError(f"unknown order {order!r}. Fix: use order=recent or order=score.")
+        limit = _limit(request)
         with archive.session(readonly=True) as s:
             if order == "recent":
-                result = review.browse(
-                    s,
-                    flt=flt,
-                    limit=_limit(request),
-                    cursor=_opt(request.query_params.get("cursor")),
-                )
+                cursor = _opt(request.query_params.get("cursor"))
+                result = review.browse(s, flt=flt, limit=limit, cursor=cursor)
             else:
-                items = review.filter_candidates(s, flt=flt, limit=_limit(request), order="score")
+                items = review.filter_candidates(s, flt=flt, limit=limit, order="score")
                 result = review.Page(items, None)
             run = store.get_run(s, run_id=flt.run_id) if flt.run_id else None
         return {
@@ -199,6 +196,7 @@ def create_app(
             "flt": flt,
             "order": order,
             "run": run,
+            "limit": limit,
             "statuses": CANDIDATE_STATUSES,
             "live": False,
             **extra,
