@@ -7,6 +7,7 @@ on as data; the profile module fences it when a prompt is rendered.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from daedalus.agent.security import redact
@@ -42,6 +43,27 @@ def feedback(evaluation: Any | None) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+GUIDANCE_KINDS = ("pin", "ban")
+
+
+def guidance_lines(entries: Iterable[Any]) -> list[str]:
+    """A run's stored guidance as brief strings: ``pin: TEXT``, ``ban: TEXT`` or plain notes.
+
+    Entries are ``{"kind": "pin"|"ban", "text": ...}`` dicts (written by the chat agent);
+    plain strings are kept as notes. The profile groups them so prompts state them clearly.
+    """
+    lines: list[str] = []
+    for item in entries:
+        if isinstance(item, dict):
+            text = str(item.get("text") or "").strip()
+            kind = str(item.get("kind") or "")
+            if text:
+                lines.append(f"{kind}: {text}" if kind in GUIDANCE_KINDS else text)
+        elif str(item).strip():
+            lines.append(str(item).strip())
+    return lines
 
 
 def entry(candidate: Any) -> ArchiveEntry:

@@ -125,6 +125,18 @@ def _lessons(lessons: Sequence[str]) -> str:
     return fence(clip("\n".join(items), MAX_LESSONS), label="lessons") if items else ""
 
 
+def split_guidance(guidance: Sequence[str]) -> dict[str, list[str]]:
+    """The user's guidance by kind: ``pin: ...`` lines, ``ban: ...`` lines and other notes."""
+    groups: dict[str, list[str]] = {"pinned": [], "banned": [], "guidance": []}
+    for line in (g.strip() for g in guidance):
+        kind, _, text = line.partition(":")
+        if kind in ("pin", "ban") and text.strip():
+            groups["pinned" if kind == "pin" else "banned"].append(text.strip())
+        elif line:
+            groups["guidance"].append(line)
+    return groups
+
+
 def build_messages(brief: Brief, *, role: Role = "engineer",
                    edit_format: EditFormat = "full") -> list[dict[str, str]]:
     """System and user messages for one proposal (``role`` engineer or researcher)."""
@@ -151,7 +163,7 @@ def build_messages(brief: Brief, *, role: Role = "engineer",
             for e in brief.failures
         ],
         lessons=_lessons(brief.lessons),
-        guidance=[g.strip() for g in brief.guidance if g.strip()],
+        **split_guidance(brief.guidance),
         knowledge=category_knowledge(brief.category).strip(),
     )
     return [

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from daedalus.agent import memory, planning, security
 from daedalus.agent.action import EvaluateFn, EvaluationPool, Finished
 from daedalus.agent.config import RunConfig
+from daedalus.agent.recording import record_rejection, record_result
 from daedalus.archive import store
 from daedalus.tools.proposer import Proposal, Proposer
 
@@ -213,7 +214,7 @@ class RunContext:
             inspirations = [self._candidate(s, i) for i in plan.inspiration_ids]
             failures = [self._candidate(s, i) for i in plan.failure_ids]
             lessons = [lesson.text for lesson in store.lessons(s, task=self.task.key, limit=5)]
-            guidance = [str(g) for g in store.get_run(s, run_id=self.run_id).guidance or []]
+            guidance = memory.guidance_lines(run.guidance or [])
             brief = memory.brief(
                 task=self.task,
                 mode=plan.mode,
@@ -302,10 +303,8 @@ class RunContext:
                 cost_usd=proposal["cost_usd"],
             )
             if not verdict.ok:
-                store.record_evaluation(
-                    s, candidate_id=candidate.id, status="rejected", stage=verdict.rule or "static",
-                    error=security.redact(verdict.reason), backend=self.backend, sandbox=self.sandbox,
-                )
+                record_rejection(s, candidate_id=candidate.id, verdict=verdict, backend=self.backend,
+                                 sandbox=self.sandbox)
                 self.on_event("recorded", {"id": candidate.id, "status": "rejected"})
                 return None
             if duplicate is not None:
@@ -332,37 +331,8 @@ class RunContext:
     def _record_one(self, item: Finished) -> None:
         result = item.result
         with self.archive.session() as s, s.begin():
-            candidate = self._candidate(s, item.candidate_id)
-            values = planning.features(candidate.code, self.task.features, result.metrics)
-            store.set_features(s, candidate_id=candidate.id, features=values, cell=planning.cell_key(values))
-            if "functional_duplicate" in result.flags and result.functional_hash:
-                original = store.find_by_functional_hash(
-                    s, task=self.task.key, functional_hash=result.functional_hash
-                )
-                if original is not None and original.id != candidate.id:
-                    store.mark_duplicate(s, candidate_id=candidate.id, duplicate_of=original.id, kind="functional")
-            store.record_evaluation(
-                s,
-                candidate_id=candidate.id,
-                status=str(result.status),
-                correct=result.correct,
-                score=result.score,
-                speedup=result.speedup,
-                stage=result.stage,
-                error=security.redact(result.error) if result.error else None,
-                metrics=result.metrics,
-                objectives=result.objectives,
-                logs=security.redact(result.logs),
-                artifacts=result.artifacts,
-                fingerprint=result.fingerprint,
-                functional_hash=result.functional_hash,
-                backend=self.backend,
-                sandbox=self.sandbox,
-                duration_s=result.duration_s,
-                flags=result.flags,
-                overrides=result.overrides,
-            )
-            store.add_spend(s, run_id=self.run_id, device_seconds=result.duration_s)
+            record_result(s, task=self.task, candidate_id=item.candidate_id, result=result,
+                          backend=self.backend, sandbox=self.sandbox)
             store.set_run_elapsed(s, run_id=self.run_id, elapsed_s=self.elapsed())
         remembered = self._in_memory.pop(item.candidate_id, None)
         if remembered is not None:
