@@ -152,3 +152,31 @@ def build_image_command(
     typer.echo(f"Built {built} ({image_id.removeprefix('sha256:')[:12]}). {note}".rstrip())
     typer.echo(f"Use it with: daedalus eval TASK CANDIDATE.py --sandbox docker "
                f"(image {built}; set DAEDALUS_DOCKER_IMAGE={built} for another tag)")  # fmt: skip
+
+
+@app.command("check-cuda")
+def check_cuda_command(
+    candidate: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                     help="A candidate .py that builds CUDA with load_inline."),
+    arch: str = typer.Option("sm_80", "--arch", help="GPU architecture to compile for."),
+) -> None:
+    """Compile-check a candidate's CUDA sources with nvcc, without a GPU (cached by source)."""
+    from daedalus.sandbox.backends.nvcc import (
+        NvccUnavailable,
+        check_candidate,
+        extract_extensions,
+    )
+
+    code = candidate.read_text()
+    extensions, notes = extract_extensions(code)
+    if not extensions:
+        detail = "; ".join(notes) or "no load_inline(cuda_sources=...) call"
+        typer.echo(f"{candidate}: nothing to compile ({detail}).")
+        return
+    try:
+        ok, report = check_candidate(code, arch=arch)
+    except NvccUnavailable as exc:
+        raise _fail(str(exc), 2) from None
+    typer.echo(report)
+    if not ok:
+        raise typer.Exit(1)

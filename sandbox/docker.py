@@ -71,12 +71,14 @@ class DockerSandbox:
     def __init__(
         self, image: str | None = None, pool_size: int = 2, gpus: str | None = None,
         npus: str | None = None, cache_dir: Path | str | None = None,
-        limits: Limits | None = None, ready_timeout_s: float = START_TIMEOUT_S,
+        pool_limits: Limits | None = None, ready_timeout_s: float = START_TIMEOUT_S,
         client: DockerClient | None = None,
     ) -> None:  # fmt: skip
         self.image = image or os.environ.get("DAEDALUS_DOCKER_IMAGE") or LOCAL_IMAGE
         self.pool_size = pool_size
-        self.limits = limits or Limits()
+        # The shape (memory, pids, CPUs) of the warm containers; a request whose limits fit
+        # inside it uses one, and the fork server applies the request's own rlimits inside.
+        self.pool_limits = pool_limits or Limits()
         self.ready_timeout_s = ready_timeout_s
         gpus = gpus if gpus is not None else os.environ.get("DAEDALUS_DOCKER_GPUS")
         npus = npus if npus is not None else os.environ.get("DAEDALUS_DOCKER_NPUS")
@@ -98,7 +100,8 @@ class DockerSandbox:
     @property
     def client(self) -> DockerClient:
         if self._client is None:
-            self._client = connect()
+            # Creating a container copies the image on the vfs driver: minutes for big images.
+            self._client = connect(timeout=600)
         return self._client
 
     def _prepare(self) -> ContainerPool:
@@ -110,7 +113,7 @@ class DockerSandbox:
             self._engine_version = str(client.version().get("Version", "?"))
             self._resolve_image(client)
             self._pool = ContainerPool(
-                client, self._spec(self.limits, build_mounts=()), self.pool_size,
+                client, self._spec(self.pool_limits, build_mounts=()), self.pool_size,
                 self._ready, self.ready_timeout_s,
             )  # fmt: skip
             return self._pool
@@ -208,13 +211,13 @@ class DockerSandbox:
         pool = self._prepare()
         code = str(request.get("code", ""))
         devices = self._devices_for(str(request.get("backend", "cpu")))
-        same_shape = (
-            limits.memory_mb == self.limits.memory_mb
-            and limits.threads == self.limits.threads
-            and limits.processes == self.limits.processes
+        fits = (
+            limits.memory_mb <= self.pool_limits.memory_mb
+            and limits.processes <= self.pool_limits.processes
+            and limits.threads == self.pool_limits.threads
             and devices is self.devices
         )
-        if same_shape and not needs_build(code):
+        if fits and not needs_build(code):
             return pool.acquire()
         mounts = self._build_mounts(code) if needs_build(code) else ()
         spec = self._spec(limits, mounts, devices)

@@ -15,6 +15,7 @@ Three ways to get an image, from cheapest to most portable:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -71,6 +72,7 @@ _TOOLCHAIN = (
     "/usr/bin/x86_64-linux-gnu-as",
     "/usr/bin/x86_64-linux-gnu-ld",
     "/usr/bin/x86_64-linux-gnu-ld.bfd",
+    "/usr/bin/ninja",  # torch.utils.cpp_extension builds with it
 )
 _SKIP_PARTS = frozenset({"__pycache__", "test", "tests", "idle_test", "triton"})
 
@@ -126,7 +128,14 @@ def _changes(kind: str, python: str) -> list[str]:
 
 
 def build_local_image(client: DockerClient, tag: str = LOCAL_IMAGE) -> str:
-    """Import the tiny bind-mount image (milliseconds); returns its id."""
+    """Import the tiny bind-mount image (milliseconds); returns its id. The image it
+    replaces is removed unless a container still uses it."""
+    from docker.errors import APIError, ImageNotFound
+
+    try:
+        previous: str | None = str(client.images.get(tag).id)
+    except ImageNotFound:
+        previous = None
     repository, _, version = tag.partition(":")
     client.api.import_image_from_data(
         tiny_rootfs(),
@@ -134,7 +143,11 @@ def build_local_image(client: DockerClient, tag: str = LOCAL_IMAGE) -> str:
         tag=version or "latest",
         changes=_changes("local", sys.executable),
     )
-    return str(client.images.get(tag).id)
+    current = str(client.images.get(tag).id)
+    if previous and previous != current:
+        with contextlib.suppress(APIError):
+            client.images.remove(previous)
+    return current
 
 
 def ensure_local_image(client: DockerClient, tag: str = LOCAL_IMAGE) -> str:
@@ -188,22 +201,32 @@ def _walk(path: Path) -> Iterator[Path]:
             yield from _walk(child)
 
 
+def _canonical(path: Path) -> Path:
+    """The path with its directories' symlinks resolved (/lib/x.so -> /usr/lib/x.so), so no
+    entry lands under one of the image's merged-/usr symlinks."""
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
 def write_rootfs_tar(target: Path, layout: HostLayout, *, toolchain: bool) -> Path:
     """Write the self-contained root file system tarball to ``target`` and return it."""
     with tarfile.open(target, mode="w") as tar:
         _add_skeleton(tar)
-        seen: set[str] = set()
-        for root in rootfs_paths(layout, toolchain=toolchain):
+        seen = {*(d for d in _DIRS), *_MERGED_USR, "etc/passwd", "etc/group"}
+        queue = [_canonical(p) for p in rootfs_paths(layout, toolchain=toolchain)]
+        while queue:
+            root = queue.pop(0)
             for path in _walk(root):
                 name = str(path).lstrip("/")
-                for parent in reversed(Path(name).parents[:-1]):
-                    if str(parent) not in seen and not str(parent).startswith(("usr/lib", "usr/bin")):
-                        seen.add(str(parent))
-                        _add_dir(tar, str(parent))
                 if name in seen:
                     continue
+                for parent in reversed(Path(name).parents[:-1]):
+                    if str(parent) not in seen:
+                        seen.add(str(parent))
+                        _add_dir(tar, str(parent))
                 seen.add(name)
                 tar.add(str(path), arcname=name, recursive=False)
+                if path.is_symlink():  # bring what it points to, one link at a time
+                    queue.append(_canonical(path.parent / os.readlink(path)))
     return target
 
 

@@ -276,7 +276,11 @@ class ContainerPool:
         a container (a burst of CPU for importing torch) overlaps the agent's thinking
         rather than the candidate's timing.
         """
+        deadline = time.monotonic() + self.ready_timeout_s
         with self._lock:
+            # A start already in flight is nearer to ready than a new one would be.
+            while not self._ready and self._starting and time.monotonic() < deadline:
+                self._lock.wait(deadline - time.monotonic())
             warm = self._ready.pop(0) if self._ready else None
         return warm if warm is not None else self.start_one()
 

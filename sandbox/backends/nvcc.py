@@ -139,6 +139,9 @@ class _Resolver:
             return node.value
         if isinstance(node, ast.Name) and node.id in self.names:
             return self.value(self.names[node.id], depth + 1)
+        if isinstance(node, ast.FormattedValue) and node.format_spec is None:
+            inner = self.value(node.value, depth + 1)
+            return inner if isinstance(inner, str) and node.conversion in (-1, 115) else None
         if isinstance(node, ast.JoinedStr):
             parts = [self.value(v, depth + 1) for v in node.values]
             return "".join(p for p in parts if isinstance(p, str)) if all(
@@ -329,6 +332,8 @@ def check_candidate(
         if not result.ok:
             ok = False
             lines.append(result.log.strip())
+        elif result.log.startswith("[daedalus]"):
+            lines.append(result.log.splitlines()[0])
     return ok, "\n".join(lines)
 
 
