@@ -252,12 +252,12 @@ def create_app(
 
     @app.get("/api/runs/{run_id}/history")
     def api_history(run_id: str) -> Any:
-        from daedalus.archive import review_charts
-
         with archive.session(readonly=True) as s:
             run = store.get_run(s, run_id=run_id)
-            hist = review_charts.history(s, run_id=run.id)
-            front = review_charts.pareto(s, run_id=run.id)
+            counts = store.count_by_status(s, run_id=run.id)
+            version = views.run_version(run, counts)
+            hist = views.panel(s, cache, run, version, "progress")["history"]
+            front = views.panel(s, cache, run, version, "pareto")["front"]
             return {
                 "bucket": hist.bucket,
                 "ends": hist.ends,
@@ -290,7 +290,7 @@ def create_app(
         with archive.session(readonly=True) as s:
             c = store.get_candidate(s, candidate_id=candidate_id)
             data = candidate_to_dict(c, code=True, prompt=True, evaluation=True)
-            data["lineage"] = [a.id for a in store.lineage(s, candidate_id=c.id, max_depth=1000)]
+            data["lineage"] = views.ancestor_ids(s, c)
             data["children"] = [k.id for k in store.children(s, candidate_id=c.id)][:1000]
             run = s.get(Run, c.run_id)
             data["version"] = f"{c.status}:{c.score}"

@@ -107,10 +107,22 @@ def _progress_panel(session: Session, run: Run) -> dict[str, Any]:
     hist = review_charts.history(session, run_id=run.id)
     best_href = f"/candidates/{run.best_candidate_id}" if run.best_candidate_id else ""
     return {
+        "history": hist,
         "best": svg.best_chart(hist, href=best_href),
         "statuses": svg.status_chart(hist),
         "bucket": hist.bucket,
     }
+
+
+def ancestor_ids(session: Session, candidate: Candidate) -> list[str]:
+    """The candidate's ancestors, parent first (one recursive query, not one per level)."""
+    parents = {n.id: n.parent_id for n in review_tree.ancestry(session, leaf_ids=[candidate.id])}
+    chain: list[str] = []
+    current = parents.get(candidate.id)
+    while current is not None and current in parents and current not in chain:
+        chain.append(current)
+        current = parents[current]
+    return chain
 
 
 def _pareto_panel(session: Session, run: Run) -> dict[str, Any]:
