@@ -30,7 +30,6 @@ from daedalus.sandbox.docker_devices import DeviceConfig, DeviceError, gpu_confi
 from daedalus.sandbox.docker_host import (
     LABEL_IMAGE_KIND,
     LOCAL_IMAGE,
-    DockerUnavailable,
     connect,
     engine_available,
     host_layout,
@@ -119,8 +118,9 @@ class DockerSandbox:
             return self._pool
 
     def _resolve_image(self, client: DockerClient) -> None:
-        from daedalus.sandbox.docker_image import ImageError, ensure_local_image
         from docker.errors import ImageNotFound
+
+        from daedalus.sandbox.docker_image import ImageError, ensure_local_image
 
         if self.image == LOCAL_IMAGE:
             ensure_local_image(client, self.image)
@@ -175,6 +175,10 @@ class DockerSandbox:
         pool = self._prepare()
         pool.refill()
 
+    def wait_warm(self, timeout_s: float = START_TIMEOUT_S) -> bool:
+        """Block until the warm pool is full; True when it is."""
+        return self._prepare().wait_until_full(timeout_s)
+
     # -- per candidate -----------------------------------------------------------------
     def cache_root(self) -> Path:
         from daedalus.sandbox.process import default_cache_dir
@@ -204,7 +208,10 @@ class DockerSandbox:
             if nvidia_gpus():
                 return self.devices.merge(gpu_config("all"))
         if backend == "npu" and not self.devices.devices:
-            return self.devices.merge(npu_config("all"))
+            try:
+                return self.devices.merge(npu_config("all"))
+            except DeviceError as exc:
+                raise ContainerError(str(exc)) from exc
         return self.devices
 
     def _container_for(self, request: dict[str, Any], limits: Limits) -> WarmContainer:
@@ -226,10 +233,10 @@ class DockerSandbox:
 
     def run(self, request: dict[str, Any], limits: Limits) -> SandboxRun:
         started = time.monotonic()
-        try:
-            warm = self._container_for(request, limits)
-        except (ContainerError, DockerUnavailable, DeviceError) as exc:
-            return SandboxRun(result=None, sandbox_error=str(exc))
+        # No engine, no image or a container that cannot start is our failure, not the
+        # candidate's: it raises (a RuntimeError), as the process sandbox does when its
+        # fork server cannot start, instead of being recorded against the candidate.
+        warm = self._container_for(request, limits)
         rid = next(self._ids)
         wait = limits.timeout_s + ANSWER_GRACE_S
         if needs_build(str(request.get("code", ""))):

@@ -289,6 +289,21 @@ class ContainerPool:
         self.discard(warm)
         self.refill()
 
+    def wait_until_full(self, timeout_s: float) -> bool:
+        """Block until ``size`` containers are ready (e.g. between benchmark rounds)."""
+        deadline = time.monotonic() + timeout_s
+        self.refill()
+        with self._lock:
+            while len(self._ready) < self.size and time.monotonic() < deadline:
+                if not self._starting:
+                    self._lock.release()
+                    try:
+                        self.refill()
+                    finally:
+                        self._lock.acquire()
+                self._lock.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+            return len(self._ready) >= self.size
+
     def discard(self, warm: WarmContainer) -> None:
         """Kill and remove a used container without making the caller wait."""
         thread = threading.Thread(target=warm.remove, name="daedalus-docker-reap", daemon=True)

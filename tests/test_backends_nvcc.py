@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from daedalus.agent.cli import app
 from daedalus.sandbox.backends import nvcc
-from typer.testing import CliRunner
 
 needs_nvcc = pytest.mark.skipif(nvcc.find_nvcc() is None, reason="nvcc is not installed")
 

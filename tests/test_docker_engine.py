@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
+
 from daedalus.agent.cli import app
 from daedalus.sandbox.docker import DockerSandbox, auto_sandbox
 from daedalus.sandbox.docker_devices import (
@@ -42,7 +44,6 @@ from daedalus.sandbox.docker_image import (
 from daedalus.sandbox.docker_pool import ContainerError, ContainerPool
 from daedalus.sandbox.process import ProcessSandbox
 from daedalus.sandbox.result import Limits
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

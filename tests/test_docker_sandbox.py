@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from daedalus.sandbox import Evaluator, Limits, Status, get_sandbox
 from daedalus.sandbox.docker_host import LABEL, LABEL_PID, engine_available
 from daedalus.tasks import Task, load_task
-
 from tests.test_sandbox_hostile import CASES, HERE, HOSTILE, LIMITS
 
 pytestmark = pytest.mark.docker

@@ -178,8 +178,9 @@ def build(sources: dict[str, str], workdir: Path, *, timeout_s: float = 900.0) -
 
 def _bind(steps: Plan) -> ModuleType:
     import torch_npu
-    from daedalus.sandbox.backends.detect import ascend_home
     from torch.utils.cpp_extension import load
+
+    from daedalus.sandbox.backends.detect import ascend_home
 
     home = ascend_home()
     npu_root = Path(torch_npu.__file__).parent

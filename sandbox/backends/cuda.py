@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from daedalus.sandbox.backends import detect
 from daedalus.sandbox.backends.device import AcceleratorBackend
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+
 from daedalus.sandbox.backends import compare as C
 from daedalus.sandbox.backends.base import CandidateFailure, Expected, TimingReport
 from daedalus.sandbox.backends.cpu import CpuBackend
