@@ -31,14 +31,16 @@ _MINIMISED = re.compile(
 
 @dataclass(frozen=True)
 class History:
-    """A run's candidates in ``bucket``-sized slices of ``seq``: status counts per slice
-    and the best correct score reached by the end of each slice (None before the first)."""
+    """A run's candidates in ``bucket``-sized slices of ``seq``: status counts per slice,
+    the best correct score reached by the end of each slice (None before the first), and
+    for slices that raised it, the candidate that did (``record_ids``, else None)."""
 
     bucket: int
     ends: list[int]
     counts: list[dict[str, int]]
     best_so_far: list[float | None]
     improved: list[bool]
+    record_ids: list[str | None] = field(default_factory=list)
 
 
 def history(session: Session, *, run_id: str, buckets: int = 100) -> History:
@@ -48,7 +50,7 @@ def history(session: Session, *, run_id: str, buckets: int = 100) -> History:
     """
     total = session.scalar(select(func.max(Candidate.seq)).where(Candidate.run_id == run_id))
     if not total:
-        return History(1, [], [], [], [])
+        return History(1, [], [], [], [], [])
     size = max(1, math.ceil(total / buckets))
     slot = (Candidate.seq - 1) // size
     n = (total - 1) // size + 1
@@ -76,7 +78,21 @@ def history(session: Session, *, run_id: str, buckets: int = 100) -> History:
         so_far.append(running)
         improved.append(better)
     ends = [min(total, (i + 1) * size) for i in range(n)]
-    return History(size, ends, counts, so_far, improved)
+    records: list[str | None] = []
+    for i, better in enumerate(improved):
+        # One short index range per improvement (a handful per run), not per slice.
+        records.append(
+            session.scalar(
+                select(Candidate.id)
+                .where(Candidate.run_id == run_id, Candidate.status == "ok")
+                .where(Candidate.seq > i * size, Candidate.seq <= ends[i])
+                .order_by(Candidate.score.desc(), Candidate.seq)
+                .limit(1)
+            )
+            if better
+            else None
+        )
+    return History(size, ends, counts, so_far, improved, records)
 
 
 # ------------------------------------------------------------------------ Pareto front

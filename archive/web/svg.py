@@ -99,7 +99,7 @@ class _Scale:
         return round(self.a + (v - self.lo) / (self.hi - self.lo) * (self.b - self.a), 1)
 
 
-def best_chart(hist: History, *, href: str = "") -> Chart:
+def best_chart(hist: History, *, href: str = "/candidates/") -> Chart:
     """Best correct score reached so far, over the run's candidates (a step line), with a
     marker wherever a slice raised it."""
     chart = Chart(x_label="candidates (seq)", y_label="best score")
@@ -120,21 +120,23 @@ def best_chart(hist: History, *, href: str = "") -> Chart:
     ]
     coords: list[str] = []
     prev_y: float | None = None
-    start = 0
+    # A slice's best holds from its last candidate on, so the line steps up at the end of
+    # the slice that improved it, where its marker sits.
     for i, (end, best) in enumerate(zip(hist.ends, hist.best_so_far, strict=True)):
         if best is None:
-            start = end
             continue
         y = sy(best)
         if prev_y is None:
-            coords.append(f"{sx(start)},{y}")
+            coords.append(f"{sx(end)},{y}")
         elif y != prev_y:
-            coords.append(f"{sx(start)},{prev_y}")
-            coords.append(f"{sx(start)},{y}")
+            coords.append(f"{sx(end)},{prev_y}")
+            coords.append(f"{sx(end)},{y}")
         prev_y = y
         if hist.improved[i]:
-            chart.points.append(Point(sx(end), y, f"best {fmt(best)} by candidate #{end:,}", href))
-        start = end
+            record = hist.record_ids[i] if i < len(hist.record_ids) else None
+            link = f"{href}{record}" if record else ""
+            where = f"candidate #{end:,}" if hist.bucket == 1 else f"candidates to #{end:,}"
+            chart.points.append(Point(sx(end), y, f"best {fmt(best)} by {where}", link))
     if prev_y is not None:
         coords.append(f"{sx(hist.ends[-1])},{prev_y}")
     chart.line = " ".join(coords)

@@ -105,10 +105,9 @@ def panel(session: Session, cache: PanelCache, run: Run, version: str, name: str
 
 def _progress_panel(session: Session, run: Run) -> dict[str, Any]:
     hist = review_charts.history(session, run_id=run.id)
-    best_href = f"/candidates/{run.best_candidate_id}" if run.best_candidate_id else ""
     return {
         "history": hist,
-        "best": svg.best_chart(hist, href=best_href),
+        "best": svg.best_chart(hist),
         "statuses": svg.status_chart(hist),
         "bucket": hist.bucket,
     }
