@@ -323,7 +323,7 @@ def import_command(
     """
     from daedalus.archive.db import default_url, open_archive
     from daedalus.archive.errors import ArchiveError
-    from daedalus.archive.export import import_jsonl
+    from daedalus.archive.importer import import_jsonl
 
     base = _base()
     if str(file) != "-" and not file.is_file():

@@ -14,14 +14,8 @@ from sqlalchemy import select
 
 from daedalus.archive import store
 from daedalus.archive.db import Archive, open_archive
-from daedalus.archive.export import (
-    ImportFileError,
-    ImportReport,
-    export_csv,
-    export_jsonl,
-    import_jsonl,
-    row_to_data,
-)
+from daedalus.archive.export import export_csv, export_jsonl, row_to_data
+from daedalus.archive.importer import ImportFileError, ImportReport, import_jsonl
 from daedalus.archive.models import Base, Candidate, Evaluation, Lesson, Run
 from daedalus.archive.review import CandidateFilter
 from tests.review_data import Built, build, kernel_code

@@ -66,7 +66,8 @@ def test_runs_overview_and_filters(client: TestClient, built: Built) -> None:
 
 def test_run_page_draws_every_panel(client: TestClient, built: Built) -> None:
     page = ok(client, f"/runs/{built.kernel_run}")
-    assert page.count('<circle class="pt"') >= 3  # best-score markers
+    assert page.count('<circle class="pt"') >= 3  # best-score markers, each linked to
+    assert f'<a href="/candidates/{built.ids["best"]}"><circle class="pt"' in page  # its record
     assert re.search(r'<polyline class="line" points="[\d. ,]+"', page)
     assert 'class="st-ok"' in page and 'class="st-compile_error"' in page  # statuses over time
     assert 'class="cell"' in page and "approach" in page  # MAP-Elites grid
