@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from daedalus.agent import cli_archive, cli_eval, cli_run, cli_sandbox, cli_serve, cli_tasks
+from daedalus.agent import cli_archive, cli_chat, cli_eval, cli_run, cli_sandbox, cli_serve, cli_tasks
 
 app = typer.Typer(
     name="daedalus",
@@ -22,6 +22,7 @@ app.add_typer(cli_archive.app, name="archive")
 app.add_typer(cli_sandbox.app, name="sandbox")
 app.command("eval")(cli_eval.eval_command)
 app.command("run")(cli_run.run_command)
+app.command("chat")(cli_chat.chat_command)
 app.command("serve")(cli_serve.serve_command)
 
 
