@@ -1,6 +1,7 @@
 """Per-candidate isolation overhead: the fork-server sandbox against a cold subprocess.
 
-Side by side in one run, interleaved so machine load hits both equally:
+Side by side in one run, in alternating blocks (A B A B) so slow drift in machine load hits
+both, without a cold start evicting the caches right before every fork-server sample:
 
 * **fork server**: one isolated child per candidate, exactly as evaluations get it (PID,
   network and mount namespaces, read-only file system, rlimits, uid drop, captured output,
@@ -18,6 +19,7 @@ Also reports a complete ``Evaluator.evaluate`` of a trivial candidate for contex
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -42,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--candidates", type=int, default=20)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     limits = Limits()
     sandbox = ProcessSandbox()
     sandbox.start()
@@ -51,15 +54,18 @@ def main() -> None:
     fork: list[float] = []
     cold: list[float] = []
     isolation: dict[str, str] = {}
-    for _ in range(args.candidates):
-        start = time.perf_counter()
-        run = sandbox.run(probe, limits)
-        fork.append(time.perf_counter() - start)
-        assert run.result == {"probe": True}, run
-        isolation = run.isolation
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import torch"], check=True)
-        cold.append(time.perf_counter() - start)
+    block = max(1, args.candidates // 2)
+    while len(fork) < args.candidates:
+        for _ in range(block):
+            start = time.perf_counter()
+            run = sandbox.run(probe, limits)
+            fork.append(time.perf_counter() - start)
+            assert run.result == {"probe": True}, run
+            isolation = run.isolation
+        for _ in range(block):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], check=True)
+            cold.append(time.perf_counter() - start)
     sandbox.close()
 
     task = load_task(str(TASK), {"batch_size": 8, "dim": 1024})
@@ -78,7 +84,8 @@ def main() -> None:
     cold_med, cold_p90 = _ms(cold)
     full_med, full_p90 = _ms(full)
     ratio = cold_med / fork_med
-    print(f"Per-candidate isolation overhead, {args.candidates} candidates, interleaved.\n")
+    print(f"Per-candidate isolation overhead, {len(fork)} candidates each, alternating "
+          "blocks.\n")
     print("| per candidate | median ms | p90 ms | vs cold start |")
     print("|---|---:|---:|---:|")
     print(f"| fork-server sandbox (isolation only) | {fork_med:.1f} | {fork_p90:.1f} | "
@@ -95,6 +102,9 @@ def main() -> None:
           f"{'yes' if ratio >= 25 else 'NO'} |")
     print()
     print("isolation: " + ", ".join(f"{k} {v}" for k, v in isolation.items()))
+    print(f"machine: {os.cpu_count()} cores, load average {load_before:.1f} at the start and "
+          f"{os.getloadavg()[0]:.1f} at the end (both sides slow down under load; the ratio "
+          "is the steadier number)")
 
 
 if __name__ == "__main__":
