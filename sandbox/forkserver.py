@@ -24,7 +24,6 @@ import tempfile
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ torch.set_num_threads(1)
 from daedalus.sandbox import isolation  # noqa: E402  (after pinning torch's threads)
 from daedalus.sandbox.backends import fingerprints  # noqa: E402
 from daedalus.sandbox.backends.detect import cuda_problem  # noqa: E402
+from daedalus.sandbox.children import Child, write_all  # noqa: E402
 from daedalus.sandbox.functional import warm_up  # noqa: E402
 from daedalus.sandbox.harness import run_cascade  # noqa: E402
 from daedalus.sandbox.protocol import flood_limit  # noqa: E402
@@ -44,40 +44,10 @@ from daedalus.tasks.model import Task, TaskError  # noqa: E402
 from daedalus.tasks.runtime import TaskModule, materialise  # noqa: E402
 
 EXIT_GRACE_S = 2.0  # after the child exits, wait this long for its pipes to drain
-RESULT_CAP = 8 * 1024 * 1024
 BUILD_FSIZE_MB = 2048
 TASK_CACHE_SIZE = 16
-_FINAL_EVENT = b'"event": "result"'  # or task_error, which also ends with closing the pipes
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "VIRTUAL_ENV", "CC", "CXX", "LD_LIBRARY_PATH", "CPATH")
 _ENV_KEEP_PREFIXES = ("CUDA_", "NVIDIA_", "ASCEND_", "TRITON_")  # device selection, not secrets
-
-
-@dataclass
-class _Child:
-    req_id: Any
-    pid: int
-    pidfd: int
-    fds: dict[str, int]  # "out" / "res" -> read end, removed at EOF
-    workdir: Path
-    started: float
-    deadline: float
-    output_cap: int
-    flood_limit: int
-    head: bytearray = field(default_factory=bytearray)
-    tail: bytearray = field(default_factory=bytearray)
-    out_total: int = 0
-    res: bytearray = field(default_factory=bytearray)
-    status: int | None = None
-    exited_at: float = 0.0
-    timed_out: bool = False
-    flooded: bool = False
-    reported: bool = False  # the final result event may have arrived (checked in response)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class ForkServer:
@@ -90,7 +60,7 @@ class ForkServer:
         self.work_root = Path(tempfile.mkdtemp(prefix="daedalus-sandbox-"))
         os.chmod(self.work_root, 0o711)  # the sandbox user may enter its own dir, not list
         self.sel = selectors.DefaultSelector()
-        self.children: dict[int, _Child] = {}
+        self.children: dict[int, Child] = {}
         self.reaping: dict[int, int] = {}  # answered but not yet reaped: pid -> pidfd
         self.tasks: OrderedDict[str, TaskModule] = OrderedDict()
         self.inbuf = bytearray()
@@ -104,7 +74,7 @@ class ForkServer:
 
     # -- protocol ------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
-        _write_all(1, (json.dumps(message) + "\n").encode())
+        write_all(1, (json.dumps(message) + "\n").encode())
 
     def serve(self) -> None:
         # Triton decorates its language library when first imported, and warming up
@@ -210,7 +180,7 @@ class ForkServer:
         os.close(res_w)
         budget = limits.timeout_s + (limits.compile_timeout_s if needs_build(code) else 0.0)
         now = time.monotonic()
-        child = _Child(req.get("id"), pid, os.pidfd_open(pid), {"out": out_r, "res": res_r},
+        child = Child(req.get("id"), pid, os.pidfd_open(pid), {"out": out_r, "res": res_r},
                        workdir, now, now + budget, limits.output_bytes, flood_limit(limits))
         self.children[pid] = child
         for kind, fd in child.fds.items():
@@ -238,7 +208,7 @@ class ForkServer:
             def emit(message: dict[str, Any]) -> None:
                 if os.getpid() != harness_pid:
                     os._exit(0)  # a copy forked by the candidate must not report results
-                _write_all(3, (json.dumps(message) + "\n").encode())
+                write_all(3, (json.dumps(message) + "\n").encode())
 
             limits = Limits(**req.get("limits", {}))
             if needs_build(req.get("code", "")):
@@ -288,7 +258,7 @@ class ForkServer:
         tempfile.tempdir = None  # the server cached /tmp, which is read-only in here
         sys.dont_write_bytecode = True
 
-    def read_pipe(self, child: _Child, kind: str) -> bool:
+    def read_pipe(self, child: Child, kind: str) -> bool:
         """Read one chunk; False when nothing more is available right now (or at EOF)."""
         fd = child.fds[kind]
         try:
@@ -300,35 +270,20 @@ class ForkServer:
             os.close(fd)
             del child.fds[kind]
             return False
-        if kind == "res":
-            if len(child.res) + len(data) > RESULT_CAP:
-                child.flooded = True
-                self.kill(child)
-            else:
-                child.res += data
-                tail = child.res[-(len(data) + len(_FINAL_EVENT)):]  # the marker may straddle reads
-                child.reported = child.reported or _FINAL_EVENT in tail
-            return True
-        child.out_total += len(data)
-        half = child.output_cap // 2
-        if len(child.head) < half:
-            take = half - len(child.head)
-            child.head += data[:take]
-            data = data[take:]
-        child.tail = (child.tail + data)[-half:]
-        if child.out_total > child.flood_limit and not child.flooded:
+        flood = child.add_result(data) if kind == "res" else child.add_output(data)
+        if flood and not child.flooded:
             child.flooded = True
             self.kill(child)
         return True
 
-    def kill(self, child: _Child) -> None:
+    def kill(self, child: Child) -> None:
         # PID 1 of its namespace: killing it makes the kernel kill everything it started.
         for target in (lambda: os.killpg(child.pid, signal.SIGKILL),
                        lambda: os.kill(child.pid, signal.SIGKILL)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 target()
 
-    def reap(self, child: _Child) -> None:
+    def reap(self, child: Child) -> None:
         _, status = os.waitpid(child.pid, 0)
         child.status = status
         child.exited_at = time.monotonic()
@@ -368,39 +323,8 @@ class ForkServer:
                     self.sel.unregister(child.fds[kind])
                     os.close(child.fds.pop(kind))
             del self.children[pid]
-            self.send(self.response(child))
+            self.send(child.answer())
             shutil.rmtree(child.workdir, ignore_errors=True)
-
-    def response(self, child: _Child) -> dict[str, Any]:
-        msg: dict[str, Any] = {"id": child.req_id, "result": None, "stage": "", "isolation": {},
-                               "timed_out": child.timed_out, "flooded": child.flooded,
-                               "duration_s": (child.exited_at or time.monotonic()) - child.started}
-        for line in bytes(child.res).splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # only the harness should write here; ignore anything else
-            kind = event.get("event") if isinstance(event, dict) else None
-            if kind == "stage":
-                msg["stage"] = event.get("stage", "")
-            elif kind == "isolation":
-                msg["isolation"] = event.get("isolation", {})
-            elif kind == "result":
-                msg["result"] = event.get("result")
-            elif kind == "task_error":
-                msg["task_error"] = event.get("message", "")
-        status = child.status or 0
-        if os.WIFSIGNALED(status):
-            msg["signal"] = os.WTERMSIG(status)
-        elif os.WIFEXITED(status):
-            msg["exit_code"] = os.WEXITSTATUS(status)
-        logs = child.head.decode(errors="replace")
-        dropped = child.out_total - len(child.head) - len(child.tail)
-        if dropped > 0:
-            logs += f"\n[... {dropped} bytes of output dropped ...]\n"
-        msg["logs"] = logs + child.tail.decode(errors="replace")
-        return msg
-
 
 def main() -> None:
     cache = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir()) / "daedalus"

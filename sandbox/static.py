@@ -12,7 +12,9 @@ import ast
 import re
 from dataclasses import dataclass
 
+from daedalus.sandbox import policy_rules as R
 from daedalus.sandbox.normalize import normalized_hash
+from daedalus.sandbox.policy_rules import ALLOWED_IMPORTS
 
 __all__ = [
     "ALLOWED_IMPORTS",
@@ -34,151 +36,10 @@ class Violation:
         return f"line {self.line}: [{self.rule}] {self.message}"
 
 
-# Top-level modules a kernel candidate may import (submodules included unless denied below).
-ALLOWED_IMPORTS = frozenset(
-    {
-        "torch", "numpy", "triton", "math", "cmath", "functools", "itertools", "typing",
-        "typing_extensions", "dataclasses", "collections", "operator", "enum", "abc",
-        "numbers", "copy", "__future__",
-    }
-)  # fmt: skip
-
-# Modules (or dotted prefixes) with a specific reason; matched on imports and attribute use.
-_DENIED_MODULES: dict[str, str] = {
-    "threading": "threads",
-    "_thread": "threads",
-    "multiprocessing": "threads",
-    "concurrent": "threads",
-    "asyncio": "threads",
-    "torch.multiprocessing": "threads",
-    "torch.utils.data": "threads",
-    "subprocess": "subprocess",
-    "pty": "subprocess",
-    "numpy.f2py": "subprocess",
-    "numpy.distutils": "subprocess",
-    "os": "file-access",
-    "posix": "file-access",
-    "io": "file-access",
-    "pathlib": "file-access",
-    "shutil": "file-access",
-    "tempfile": "file-access",
-    "glob": "file-access",
-    "fcntl": "file-access",
-    "mmap": "file-access",
-    "pickle": "file-access",
-    "marshal": "file-access",
-    "torch.serialization": "file-access",
-    "torch.package": "file-access",
-    "socket": "network",
-    "ssl": "network",
-    "http": "network",
-    "urllib": "network",
-    "requests": "network",
-    "ftplib": "network",
-    "smtplib": "network",
-    "torch.distributed": "network",
-    "torch.hub": "network",
-    "ctypes": "ctypes",
-    "cffi": "ctypes",
-    "numpy.ctypeslib": "ctypes",
-    "gc": "introspection",
-    "inspect": "introspection",
-    "sys": "introspection",
-    "traceback": "introspection",
-    "types": "introspection",
-    "weakref": "introspection",
-    "importlib": "dynamic-code",
-    "builtins": "dynamic-code",
-    "runpy": "dynamic-code",
-    "code": "dynamic-code",
-    "codeop": "dynamic-code",
-    "signal": "process-control",
-    "resource": "process-control",
-    "atexit": "process-control",
-    "faulthandler": "process-control",
-    "torch.library": "monkeypatch",
-    "torch.overrides": "tensor-subclass",
-    "torch.utils._python_dispatch": "tensor-subclass",
-}
-
-# Dotted names that may not be used even though their module is allowed.
-_DENIED_NAMES: dict[str, str] = {
-    "torch.save": "file-access",
-    "torch.load": "file-access",
-    "torch.from_file": "file-access",
-    "torch.utils.cpp_extension.load": "file-access",
-    "torch.ops.load_library": "file-access",
-    "torch.classes.load_library": "file-access",
-    "numpy.save": "file-access",
-    "numpy.savez": "file-access",
-    "numpy.savez_compressed": "file-access",
-    "numpy.load": "file-access",
-    "numpy.fromfile": "file-access",
-    "numpy.memmap": "file-access",
-    "numpy.savetxt": "file-access",
-    "numpy.loadtxt": "file-access",
-    "numpy.genfromtxt": "file-access",
-    "numpy.fromregex": "file-access",
-    "numpy.DataSource": "file-access",
-    "torch.set_num_threads": "threads",
-    "torch.set_num_interop_threads": "threads",
-    "torch.Tensor._make_subclass": "tensor-subclass",
-    "torch.Tensor._make_wrapper_subclass": "tensor-subclass",
-    "torch.Tensor.as_subclass": "tensor-subclass",
-}
-
-_BUILTIN_CALLS: dict[str, str] = {
-    "open": "file-access",
-    "exec": "dynamic-code",
-    "eval": "dynamic-code",
-    "compile": "dynamic-code",
-    "__import__": "dynamic-code",
-    "globals": "introspection",
-    "locals": "introspection",
-    "vars": "introspection",
-    "breakpoint": "introspection",
-    "input": "file-access",
-    "help": "introspection",
-    "exit": "process-control",
-    "quit": "process-control",
-}
-
-# Attribute names that reach interpreter internals (frames, globals, class graphs).
-_ESCAPE_ATTRS = frozenset(
-    {
-        "__globals__", "__subclasses__", "__builtins__", "__code__", "__closure__", "__dict__",
-        "__class__", "__bases__", "__base__", "__mro__", "__getattribute__", "__setattr__",
-        "__delattr__", "__reduce__", "__reduce_ex__", "__self__", "__func__", "__loader__",
-        "__spec__", "__import__", "__kwdefaults__", "__defaults__", "__traceback__",
-        "f_globals", "f_locals", "f_back", "f_builtins", "f_code", "gi_frame", "cr_frame",
-        "ag_frame", "tb_frame", "tb_next", "co_code", "mro",
-    }
-)  # fmt: skip
-_ESCAPE_NAMES = frozenset({"__builtins__", "__import__", "__loader__", "__spec__"})
-_TENSOR_TYPES = frozenset(
-    {
-        "torch.Tensor", "torch.nn.Parameter", "torch.nn.parameter.Parameter", "torch.nn.Buffer",
-        "torch._C.TensorBase", "torch._C._TensorBase", "torch._tensor.Tensor",
-    }
-)  # fmt: skip
-_TENSOR_HOOKS = frozenset({"__torch_function__", "__torch_dispatch__"})
-_FILE_ATTRS = frozenset({"tofile"})
-
-# C++ source handed to load_inline runs unsandboxed by the Python policy, so scan it too.
-_CPP_DENIED = re.compile(
-    r"\b(system|popen|fork|vfork|execv\w*|execl\w*|socket|connect|fopen|freopen|ofstream|"
-    r"ifstream|fstream|dlopen|dlsym|syscall|kill|ptrace|mmap|mprotect|unlink|remove|rename|"
-    r"setenv|putenv|pthread_create|PyRun_\w+|PyImport_\w+|PyEval_\w+|Py_Initialize|"
-    r"__asm__|asm)\b\s*[(<]?"
-    r"|std::thread|std::async|std::filesystem|<fstream>|<thread>|<unistd\.h>|<sys/|<dlfcn\.h>|"
-    r"py::module_?::import|py::exec|py::eval|pybind11::exec|pybind11::eval|#\s*include\s*\""
-)
-
-
 def _denied_module(dotted: str) -> str | None:
     parts = dotted.split(".")
     for i in range(len(parts), 0, -1):
-        rule = _DENIED_MODULES.get(".".join(parts[:i]))
+        rule = R.DENIED_MODULES.get(".".join(parts[:i]))
         if rule is not None:
             return rule
     return None
@@ -210,7 +71,7 @@ class _Checker(ast.NodeVisitor):
             self.flag(node, rule, f"uses '{dotted}', which the candidate policy forbids ({rule}); "
                       "compute with torch/numpy/triton operations only.")
             return
-        rule = _DENIED_NAMES.get(dotted)
+        rule = R.DENIED_NAMES.get(dotted)
         if rule is not None:
             self.flag(node, rule, f"calls '{dotted}', which the candidate policy forbids ({rule}); "
                       "remove it (candidates may not touch files, threads or tensor types).")
@@ -260,18 +121,18 @@ class _Checker(ast.NodeVisitor):
 
     # -- names, attributes, calls ------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id in _ESCAPE_NAMES:
+        if node.id in R.ESCAPE_NAMES:
             self.flag(node, "dunder-escape", f"uses '{node.id}', an interpreter internal; "
                       "candidates may not reach the import machinery or builtins.")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr in _ESCAPE_ATTRS:
+        if node.attr in R.ESCAPE_ATTRS:
             self.flag(node, "dunder-escape", f"accesses '.{node.attr}', which reaches "
                       "interpreter internals; remove it.")
-        elif node.attr in _TENSOR_HOOKS:
+        elif node.attr in R.TENSOR_HOOKS:
             self.flag(node, "tensor-subclass", f"uses '{node.attr}'; candidates may not "
                       "intercept torch dispatch.")
-        elif node.attr in _FILE_ATTRS:
+        elif node.attr in R.FILE_ATTRS:
             self.flag(node, "file-access", f"calls '.{node.attr}()', which writes a file; "
                       "candidates may not touch the file system.")
         dotted = self.resolve(node)
@@ -283,7 +144,7 @@ class _Checker(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         if isinstance(func, ast.Name) and func.id not in self.aliases:
-            rule = _BUILTIN_CALLS.get(func.id)
+            rule = R.BUILTIN_CALLS.get(func.id)
             if rule is not None:
                 self.flag(node, rule, f"calls '{func.id}()', which the candidate policy "
                           f"forbids ({rule}); remove it.")
@@ -304,7 +165,7 @@ class _Checker(ast.NodeVisitor):
         target = node.args[0] if node.args else None
         attr = node.args[1] if len(node.args) > 1 else None
         literal = attr.value if isinstance(attr, ast.Constant) else None
-        if isinstance(literal, str) and (literal.startswith("__") or literal in _ESCAPE_ATTRS):
+        if isinstance(literal, str) and (literal.startswith("__") or literal in R.ESCAPE_ATTRS):
             self.flag(node, "dunder-escape", f"{name}() with '{literal}' reaches "
                       "interpreter internals; remove it.")
         if target is not None and self.resolve(target) is not None:
@@ -357,7 +218,7 @@ class _Checker(ast.NodeVisitor):
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for base in node.bases:
-            if self.resolve(base) in _TENSOR_TYPES:
+            if self.resolve(base) in R.TENSOR_TYPES:
                 self.flag(node, "tensor-subclass", f"class '{node.name}' subclasses "
                           f"{self.resolve(base)}; outputs must be plain torch.Tensor objects.")
         for kw in node.keywords:
@@ -367,7 +228,7 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        if node.name in _TENSOR_HOOKS:
+        if node.name in R.TENSOR_HOOKS:
             self.flag(node, "tensor-subclass", f"defines '{node.name}'; candidates may not "
                       "intercept torch dispatch.")
         self.generic_visit(node)
@@ -400,7 +261,7 @@ def check_candidate(code: str) -> list[Violation]:
     checker.visit(tree)
     if checker.uses_load_inline:
         for line, text in _string_constants(tree):
-            match = _CPP_DENIED.search(text)
+            match = R.CPP_DENIED.search(text)
             if match is not None:
                 checker.flag(ast.Constant(value=text, lineno=line), "cpp-unsafe",
                              f"C++ source uses '{match.group(0).strip()}', which can reach "
