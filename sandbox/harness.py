@@ -39,11 +39,21 @@ def _seed(seed: int) -> None:
     _numpy_seed(seed % 2**32)
 
 
+def _state_tensors(tm: TaskModule, ref: torch.nn.Module) -> list[torch.Tensor]:
+    """Tensors the reference keeps between calls (weights, buffers, plain tensor attributes,
+    task-level constants): its outputs may alias them, and those must never be poisoned."""
+    found = [*ref.parameters(), *ref.buffers()]
+    for module in ref.modules():
+        found += [v for v in vars(module).values() if isinstance(v, torch.Tensor)]
+    found += [v for v in vars(tm.module).values() if isinstance(v, torch.Tensor)]
+    return found
+
+
 def _reference_trial(tm: TaskModule, ref: torch.nn.Module, seed: int) -> Expected:
     _seed(seed)
     inputs = tm.get_inputs()
     outputs = tm.run_reference(ref, C.clone_args(inputs))
-    return C.expect(seed, inputs, outputs, [*ref.parameters(), *ref.buffers()])
+    return C.expect(seed, inputs, outputs, _state_tensors(tm, ref))
 
 
 def _build_candidate(module: Any, init: list[Any], seed: int) -> torch.nn.Module:
