@@ -94,6 +94,13 @@ def test_tolerances(evaluator: Evaluator, swish: Task) -> None:
     assert 0 < result.metrics["max_abs_error"] <= 1e-2 + 1e-2 * 8
 
 
+def test_reference_outputs_aliasing_state_are_not_poisoned(evaluator: Evaluator) -> None:
+    # Model returns a tensor attribute and a task constant; poisoning the kept-alive
+    # reference outputs must not corrupt them for the next trial.
+    result = evaluator.evaluate(load_task(str(HERE / "task_alias.py")), code("alias_state"))
+    assert result.status is Status.OK, result.error
+
+
 @pytest.mark.parametrize(
     ("name", "status", "stage", "text"),
     [
