@@ -140,14 +140,16 @@ def _expose(exposures: list[Exposure], stage: Path) -> None:
 
 
 def _read_only_filesystem(writable: list[Path], new_proc: bool, exposures: list[Exposure],
-                          stage: Path) -> None:
-    """In a private mount namespace: every mount read-only except ``writable`` binds."""
+                          stage: Path) -> list[str]:
+    """In a private mount namespace: every mount read-only except ``writable`` binds.
+    Returns the mount points that stayed writable against our wish (reported, not hidden)."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _expose(exposures, stage)
     keep = set()
     for path in writable:
         _mount(str(path), str(path), None, MS_BIND | MS_REC)
         keep.add(str(path))
+    failed = []
     for point, fstype, flags in _mounts():
         if point in keep or fstype in _KEEP_WRITABLE_FS:
             continue
@@ -156,9 +158,11 @@ def _read_only_filesystem(writable: list[Path], new_proc: bool, exposures: list[
         except OSError:
             if point == "/":
                 raise  # the root must be read-only or the claim in the result is false
+            failed.append(point)
     if new_proc:
         # A proc for the candidate's own PID namespace hides every other process.
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    return failed
 
 
 def isolate(workdir: Path, writable: list[Path], limits: Limits, *, pid_ns: bool,
@@ -171,9 +175,11 @@ def isolate(workdir: Path, writable: list[Path], limits: Limits, *, pid_ns: bool
         info["network"] = "isolated"
         if is_root():
             try:
-                _read_only_filesystem([workdir, *writable], pid_ns, exposures,
-                                      workdir / ".mounts")
+                failed = _read_only_filesystem([workdir, *writable], pid_ns, exposures,
+                                               workdir / ".mounts")
                 info["filesystem"] = "read-only outside the work and cache directories"
+                if failed:
+                    info["filesystem_note"] = "still writable: " + ", ".join(failed)
             except OSError as exc:
                 info["filesystem"] = "shared"
                 info["filesystem_note"] = f"could not make it read-only: {exc}"
