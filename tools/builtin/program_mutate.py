@@ -70,7 +70,7 @@ def slots(code: str) -> list[Slot]:
         parent = parents.get(id(node))
         if isinstance(parent, ast.UnaryOp):
             parent = parents.get(id(parent))
-        if isinstance(parent, ast.Subscript) or isinstance(parent, ast.Slice):
+        if isinstance(parent, ast.Subscript | ast.Slice):
             continue
         found.append(Slot(node.lineno, node.col_offset, node.end_col_offset, node.value, ""))
     found.sort(key=lambda s: (s.line, s.col))
@@ -94,7 +94,10 @@ def scaled(value: int | float, factor: float) -> int | float:
         moved = round(value * factor)
         if moved == value:
             moved = value + (1 if factor > 1 else -1)
-        return moved if moved != 0 else (1 if value > 0 else -1)
+        if moved == 0:  # zero usually breaks a loop or a divisor: stop one short of it
+            sign = 1 if value > 0 else -1
+            moved = value - sign if abs(value) > 1 else value + sign
+        return moved
     return value * factor
 
 
@@ -190,6 +193,8 @@ def cross_functions(a: str, b: str, rng: random.Random) -> tuple[str, list[str]]
     if not common:
         return None
     take = [n for n in common if rng.random() < 0.5] or [rng.choice(common)]
+    if len(take) == len(common) > 1:  # all of b's versions would make a copy of b
+        take.pop(rng.randrange(len(take)))
     lines = list(la)
     for name in sorted(take, key=lambda n: fa[n][0], reverse=True):
         lo, hi = fa[name]
