@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from daedalus.tasks.model import Task
 
 _LOG_TAIL = 1500
+_ARTIFACT_CHARS = 4000  # per artifact; the profile clips the whole feedback again
 _METRIC_ORDER = ("ref_ms", "cand_ms", "speedup", "ref_iqr_rel", "cand_iqr_rel", "repeats", "threads")
 
 
@@ -35,10 +36,21 @@ def feedback(evaluation: Any | None) -> str:
         lines.append("metrics: " + ", ".join(f"{k}={_fmt(metrics[k])}" for k in shown[:16]))
     if evaluation.flags:
         lines.append("flags: " + ", ".join(evaluation.flags))
+    evaluator_notes = (evaluation.artifacts or {}).get("evaluator")
+    if isinstance(evaluator_notes, dict) and evaluator_notes:  # a program task's artifacts
+        lines.append("evaluator artifacts:")
+        lines += [f"  {k}: {_artifact(v)}" for k, v in evaluator_notes.items()]
     logs = (evaluation.logs or "").strip()
     if logs:
         lines.append("logs (tail):\n" + logs[-_LOG_TAIL:])
     return redact("\n".join(lines))
+
+
+def _artifact(value: Any) -> str:
+    text = str(value).strip()
+    if len(text) > _ARTIFACT_CHARS:
+        text = text[:_ARTIFACT_CHARS] + " [...]"
+    return text.replace("\n", "\n    ")
 
 
 def _fmt(value: Any) -> str:
@@ -94,9 +106,14 @@ def brief(
 ) -> Brief:
     """Everything one proposal may use, as plain value types."""
     proposal_mode: Mode = "improve" if mode == "random" else mode  # type: ignore[assignment]
+    program = task.kind == "program"
     return Brief(
         task_name=task.name,
-        task_source=task.source,
+        # A program task's "source" is its initial program, already the seed; the model
+        # learns about the task from its instructions (and its evaluator, if it opted in).
+        task_source=_program_context(task) if program else task.source,
+        kind=task.kind,
+        instructions=str(task.settings.get("instructions") or task.description) if program else "",
         category=task.category,
         mode=proposal_mode,
         parent=entry(parent),
@@ -106,3 +123,10 @@ def brief(
         guidance=tuple(guidance),
         seed=seed,
     )
+
+
+def _program_context(task: Task) -> str:
+    if not task.settings.get("show_evaluator"):
+        return ""
+    name = str(task.settings.get("evaluator_file", "evaluator.py"))
+    return task.files.get(name, "")

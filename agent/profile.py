@@ -145,6 +145,8 @@ def build_messages(brief: Brief, *, role: Role = "engineer",
     if edit_format not in ("full", "diff"):
         raise ValueError(f"unknown edit format {edit_format!r}: use 'full' or 'diff'")
     parent = _entry(brief.parent, code_limit=MAX_PARENT_CODE, label="parent")
+    if brief.kind == "program":
+        return _program_messages(brief, parent, role=role, edit_format=edit_format)
     user = prompts.render(
         "proposal",
         role=role,
@@ -170,6 +172,29 @@ def build_messages(brief: Brief, *, role: Role = "engineer",
         {"role": "system", "content": prompts.render(f"role_{role}")},
         {"role": "user", "content": user},
     ]
+
+
+def _program_messages(brief: Brief, parent: dict[str, object], *, role: Role,
+                      edit_format: EditFormat) -> list[dict[str, str]]:
+    """A program task's prompt: the author's instructions stand in for the kernel
+    knowledge, and the evaluator's metrics and artifacts are the feedback."""
+    user = prompts.render(
+        "program_proposal",
+        role=role,
+        edit_format=edit_format,
+        task_name=brief.task_name,
+        evaluator_source=brief.task_source.strip(),
+        mode=brief.mode,
+        parent=parent,
+        inspirations=[_entry(e, code_limit=MAX_OTHER_CODE, label=f"program {e.candidate_id}")
+                      for e in brief.inspirations],
+        failures=[_entry(e, code_limit=MAX_OTHER_CODE, label=f"failure {e.candidate_id}")
+                  for e in brief.failures],
+        lessons=_lessons(brief.lessons),
+        guidance=[g.strip() for g in brief.guidance if g.strip()],
+    )  # fmt: skip
+    system = prompts.render("role_program", instructions=brief.instructions.strip())
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def build_analyst_messages(*, task_name: str, category: str, results: Sequence[ArchiveEntry],

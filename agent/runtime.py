@@ -237,6 +237,15 @@ class RunContext:
             return None
         if proposal.meta.get("fatal") == "true":
             self.fatal = security.redact(proposal.error or "the proposer cannot continue")
+        if self.task.kind == "program" and proposal.code and not proposal.error:
+            from daedalus.tasks.program import BlockError, keep_fixed_parts
+
+            try:  # only EVOLVE-BLOCK contents evolve; the rest stays as the task wrote it
+                proposal.code, reverted = keep_fixed_parts(self.task.source, proposal.code)
+                if reverted:
+                    proposal.description += " [edits outside the EVOLVE-BLOCKs were reverted]"
+            except BlockError as exc:
+                proposal.error = str(exc)
         latency = time.monotonic() - started
         candidate_id = uuid.uuid4().hex[:16]
         self._in_memory[candidate_id] = (proposal, plan.arm.key, brief.parent.score)
@@ -263,7 +272,7 @@ class RunContext:
         verdict = (
             security.Verdict(False, "proposer", proposal["error"])
             if proposal.get("error")
-            else security.vet(code, max_code_bytes=self.config.max_code_bytes)
+            else security.vet(code, max_code_bytes=self.config.max_code_bytes, check=self._policy())
         )
         try:
             code_hash = normalized_hash(code)
@@ -312,6 +321,14 @@ class RunContext:
                 self.on_event("recorded", {"id": candidate.id, "status": "duplicate"})
                 return None
             return candidate.id
+
+    def _policy(self) -> Any:
+        """The task's static policy: the kernel one, or a program task's own (or None: off)."""
+        if self.task.kind != "program":
+            return "kernel"
+        from daedalus.sandbox.program_policy import policy_for
+
+        return policy_for(self.task.source, self.task.settings)
 
     # ------------------------------------------------------------------ evaluate / record
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
+
+Check = Callable[[str], list[Any]]  # a static policy: code -> violations (sandbox.static)
 
 _SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
@@ -27,8 +31,12 @@ class Verdict:
     reason: str = ""
 
 
-def vet(code: str, *, max_code_bytes: int) -> Verdict:
-    """Apply the size limit and the static candidate policy; the first violation decides."""
+def vet(code: str, *, max_code_bytes: int, check: Check | Literal["kernel"] | None = "kernel") -> Verdict:
+    """Apply the size limit and the static candidate policy; the first violation decides.
+
+    ``check`` is the task's policy: the kernel policy by default, a program task's own
+    (``sandbox.program_policy.policy_for``), or None when the task turned the policy off.
+    """
     from daedalus.sandbox.static import check_candidate
 
     if not code.strip():
@@ -36,7 +44,8 @@ def vet(code: str, *, max_code_bytes: int) -> Verdict:
     size = len(code.encode())
     if size > max_code_bytes:
         return Verdict(False, "size", f"candidate is {size} bytes; the limit is {max_code_bytes}")
-    violations = check_candidate(code)
+    policy = check_candidate if isinstance(check, str) else check
+    violations = policy(code) if policy is not None else []
     if violations:
         first = violations[0]
         reasons = "; ".join(f"line {v.line}: [{v.rule}] {v.message}" for v in violations[:5])

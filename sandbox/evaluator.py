@@ -19,6 +19,7 @@ from typing import Any
 
 from daedalus.sandbox.backends import check_backend_name
 from daedalus.sandbox.backends.nvcc import precheck as nvcc_precheck
+from daedalus.sandbox.program_policy import policy_for
 from daedalus.sandbox.protocol import Sandbox, SandboxRun, flood_limit, get_sandbox
 from daedalus.sandbox.result import EvaluationResult, Limits, Status
 from daedalus.sandbox.static import check_candidate, needs_build, normalized_hash
@@ -62,14 +63,18 @@ class Evaluator:
                  limits: Limits | None = None) -> EvaluationResult:
         """Run the cascade for one candidate. Raises TaskError only for a broken task."""
         limits = limits or self.limits
-        if task.kind != "kernel":
+        if task.kind == "program" and task.settings.get("limits"):
+            # The task knows how long and how big its own evaluator runs (config.yaml).
+            limits = limits.model_copy(update=task.settings["limits"])
+        if task.kind not in ("kernel", "program"):
             raise TaskError(f"{task.path}: task kind {task.kind!r} is not evaluated by the "
-                            "kernel sandbox yet; give a kernel task")
+                            "sandbox yet; give a kernel or program task")
         start = time.monotonic()
         overrides: dict[str, Any] = dict(task.overrides)
         artifacts: dict[str, Any] = {"code_hash": normalized_hash(code)}
-        if limits.policy:
-            violations = check_candidate(code)
+        check = check_candidate if task.kind == "kernel" else policy_for(task.source, task.settings)
+        if limits.policy and check is not None:
+            violations = check(code)
             if violations:
                 syntax = violations[0].rule == "syntax"
                 return EvaluationResult(
@@ -86,7 +91,9 @@ class Evaluator:
         request = {
             "task": {"name": task.name, "kind": task.kind, "path": str(task.path),
                      "source": task.source, "overrides": dict(task.overrides),
-                     "atol": task.atol, "rtol": task.rtol, "seed": task.seed},
+                     "atol": task.atol, "rtol": task.rtol, "seed": task.seed,
+                     **({"files": task.files, "settings": task.settings}
+                        if task.kind == "program" else {})},
             "code": code, "backend": self.backend, "limits": limits.model_dump(),
             "known_functional": sorted(set(known_functional)),
         }  # fmt: skip
@@ -112,7 +119,7 @@ def _result_of(run: SandboxRun, limits: Limits, code: str) -> EvaluationResult:
         return EvaluationResult(
             status=status, stage=data.get("stage", run.stage), error=data.get("error"),
             correct=bool(data.get("correct")) and status is Status.OK, speedup=speedup,
-            score=float(speedup) if speedup is not None else 0.0,
+            score=_score(data, status, speedup), objectives=dict(data.get("objectives") or {}),
             metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
             flags=list(data.get("flags", [])), functional_hash=data.get("functional_hash"),
             artifacts=dict(data.get("artifacts", {})), **common,
@@ -153,6 +160,13 @@ def _result_of(run: SandboxRun, limits: Limits, code: str) -> EvaluationResult:
     return EvaluationResult(status=status, stage=stage, error=f"the candidate process exited "
                             f"with code {run.exit_code} {where} without reporting a result "
                             "(os._exit or sys.exit in candidate code?).", **common)
+
+
+def _score(data: dict[str, Any], status: Status, speedup: float | None) -> float:
+    """Kernels score their speedup; program tasks report the evaluator's score."""
+    if status is Status.OK and data.get("score") is not None:
+        return float(data["score"])
+    return float(speedup) if speedup is not None else 0.0
 
 
 def evaluate(task: Task, code: str, backend: str = "cpu", sandbox: str = "process",

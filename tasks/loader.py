@@ -58,7 +58,9 @@ def _library_files() -> list[Path]:
 def _read(path: Path) -> tuple[str, SourceInfo]:
     if not path.is_file():
         if path.is_dir():
-            raise TaskError(f"{path}: is a directory; give the path of a .py task file inside it")
+            raise TaskError(f"{path}: is a directory without an evaluator.py; give a .py kernel "
+                            "task file, or a program task directory (initial_program.py and "
+                            "evaluator.py, see docs/program-tasks.md)")
         raise TaskError(f"{path}: task file does not exist; check the path")
     if path.suffix != ".py":
         raise TaskError(
@@ -142,11 +144,17 @@ def load_task(name_or_path: str, overrides: dict[str, Any] | None = None) -> Tas
         raise TaskError(
             "no task given; name a shipped task (see `daedalus tasks list`) or a .py path"
         )
+    from daedalus.tasks.program import find_program, is_program_dir, load_program_dir
+
+    if Path(name_or_path).is_dir() and is_program_dir(Path(name_or_path)):
+        return load_program_dir(Path(name_or_path), overrides)  # bring-your-own-evaluator
     if _looks_like_path(name_or_path):
         return load_path(Path(name_or_path), overrides)
     candidate = LIBRARY_DIR / f"{name_or_path}.py"
     if candidate.is_file():
         return load_path(candidate, overrides)
+    if (program := find_program(name_or_path)) is not None:
+        return load_program_dir(program, overrides)
     # A sidecar may rename a task; only then do we need to read every sidecar.
     names: dict[str, Path] = {}
     for path in _library_files():

@@ -122,7 +122,7 @@ class LLMProposer:
                                     fatal=fatal)
             spent.add(completion)
             replies.append(completion.text)
-            outcome = self._read(completion.text, brief.parent.code)
+            outcome = self._read(completion.text, brief.parent.code, program=brief.kind == "program")
             if outcome.code is not None:
                 return self._proposal(outcome, completion, spent, replies, first_prompt)
             problem, kind = outcome.problem, outcome.kind
@@ -151,14 +151,14 @@ class LLMProposer:
             raise ValueError("the message builder returned no messages")
         return messages
 
-    def _read(self, reply: str, parent_code: str) -> _Outcome:
+    def _read(self, reply: str, parent_code: str, *, program: bool = False) -> _Outcome:
         """The program in a reply, or why there is none and what to tell the model."""
         if has_edit_markers(reply) and parent_code.strip():
             edits = parse_edits(reply)
             if not edits:
                 return self._edit_problem(
                     "the SEARCH/REPLACE blocks are malformed: each needs a '<<<<<<< SEARCH' "
-                    "line, a '=======' line and a '>>>>>>> REPLACE' line")
+                    "line, a '=======' line and a '>>>>>>> REPLACE' line", program)
             try:
                 return _Outcome(apply_edits(parent_code, edits), "diff")
             except EditError as error:
@@ -166,16 +166,17 @@ class LLMProposer:
                 fallback = extract_code(reply)
                 if fallback is not None:
                     return _Outcome(fallback, "full")
-                return self._edit_problem(str(error))
+                return self._edit_problem(str(error), program)
         code = extract_code(reply)
         if code is not None:
             return _Outcome(code, "full")
         return _Outcome(None, self.edit_format, "the reply contains no program", "no_code",
-                        prompts.render("retry_no_code", edit_format=self.edit_format))
+                        prompts.render("retry_no_code", edit_format=self.edit_format,
+                                       program=program))
 
-    def _edit_problem(self, reason: str) -> _Outcome:
+    def _edit_problem(self, reason: str, program: bool = False) -> _Outcome:
         return _Outcome(None, "diff", f"the edits did not apply: {reason}", "edit_failed",
-                        prompts.render("retry_edit", error=reason))
+                        prompts.render("retry_edit", error=reason, program=program))
 
     def _proposal(self, outcome: _Outcome, completion: Completion, spent: _Spent,
                   replies: list[str], prompt: str) -> Proposal:
