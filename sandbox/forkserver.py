@@ -37,6 +37,7 @@ from daedalus.sandbox.backends.detect import cuda_problem  # noqa: E402
 from daedalus.sandbox.children import Child, write_all  # noqa: E402
 from daedalus.sandbox.functional import warm_up  # noqa: E402
 from daedalus.sandbox.harness import run_cascade  # noqa: E402
+from daedalus.sandbox.program_harness import run_program  # noqa: E402
 from daedalus.sandbox.protocol import flood_limit  # noqa: E402
 from daedalus.sandbox.result import Limits  # noqa: E402
 from daedalus.sandbox.static import needs_build  # noqa: E402
@@ -48,6 +49,8 @@ BUILD_FSIZE_MB = 2048
 TASK_CACHE_SIZE = 16
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "VIRTUAL_ENV", "CC", "CXX", "LD_LIBRARY_PATH", "CPATH")
 _ENV_KEEP_PREFIXES = ("CUDA_", "NVIDIA_", "ASCEND_", "TRITON_")  # device selection, not secrets
+# Bound before any candidate runs: a program that replaces json.dumps cannot forge the report.
+_dumps = json.dumps
 
 
 class ForkServer:
@@ -125,7 +128,7 @@ class ForkServer:
     def handle(self, req: dict[str, Any]) -> None:
         rid = req.get("id")
         tm = None
-        if not req.get("probe"):
+        if not req.get("probe") and req["task"].get("kind") != "program":
             try:
                 tm = self.task_module(req["task"])
             except TaskError as exc:
@@ -208,7 +211,7 @@ class ForkServer:
             def emit(message: dict[str, Any]) -> None:
                 if os.getpid() != harness_pid:
                     os._exit(0)  # a copy forked by the candidate must not report results
-                write_all(3, (json.dumps(message) + "\n").encode())
+                write_all(3, (_dumps(message) + "\n").encode())
 
             limits = Limits(**req.get("limits", {}))
             if needs_build(req.get("code", "")):
@@ -222,9 +225,11 @@ class ForkServer:
             if req.get("probe"):
                 emit({"event": "result", "result": {"probe": True}})
             else:
-                assert tm is not None
                 try:
-                    emit({"event": "result", "result": run_cascade(req, tm, workdir, emit)})
+                    if tm is None:  # a program task: the user's evaluator, no task module
+                        emit({"event": "result", "result": run_program(req, workdir, emit)})
+                    else:
+                        emit({"event": "result", "result": run_cascade(req, tm, workdir, emit)})
                 except TaskError as exc:
                     emit({"event": "task_error", "message": str(exc)})
                     emit({"event": "result", "result": None})
