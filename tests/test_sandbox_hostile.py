@@ -172,3 +172,4 @@ def test_isolation_is_reported(task: Task, evaluator: Evaluator) -> None:
     assert result.isolation["pid"] == "namespace"
     assert result.isolation["user"].startswith("nobody")
     assert result.isolation["filesystem"].startswith("read-only")
+    assert "filesystem_note" not in result.isolation, result.isolation
