@@ -26,6 +26,7 @@ from daedalus.sandbox.static import check_candidate, uses_module
 from daedalus.tasks.runtime import TaskModule
 
 _manual_seed = torch.manual_seed
+_set_num_threads = torch.set_num_threads
 _random_seed = random.seed
 _numpy_seed = numpy.random.seed
 REVERIFY_ABOVE = 10.0
@@ -98,6 +99,7 @@ def run_cascade(req: dict[str, Any], tm: TaskModule, workdir: Path, emit: Emit) 
                 raise CandidateFailure(status, "static", "; ".join(str(v) for v in violations))
         backend = get_backend(req.get("backend", "cpu"))
         stage("reference")
+        _set_num_threads(limits.threads)  # the server stays at one; this child may use more
         C._set_grad_enabled(False)
         _seed(task.seed)
         init = tm.get_init_inputs()
