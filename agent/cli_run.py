@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def run_command(
-    task: str = typer.Argument(None, help="A shipped task name or a path to a KernelBench-format file."),
+    task: str = typer.Argument(None, help="A shipped task name, a KernelBench-format file, or a program task directory (initial_program.py + evaluator.py, e.g. an OpenEvolve example)."),
     iterations: int = typer.Option(None, "--iterations", "-n", help="Proposals to make (default 40)."),
     workers: int = typer.Option(None, "--workers", "-w", help="Evaluations in flight at once (default 2)."),
     proposer: list[str] = typer.Option(None, "--proposer", "-p", help="builtin (offline default) or llm; repeat to mix."),
@@ -63,9 +63,13 @@ def run_command(
                 _fail("name a task (see `daedalus tasks list`) or pass --resume RUN_ID")
             settings = load_config_file(Path(config_file)) if config_file else {}
             overrides = parse_overrides(sets or [])
-            config = RunConfig(**{**settings, **given, "task": task, "overrides": overrides})
+            loaded = load_task(task, overrides or None)
+            defaults = _program_defaults(loaded) if loaded.kind == "program" else {}
+            name = str(loaded.path) if loaded.kind == "program" and Path(task).is_dir() else task
+            config = RunConfig(**{**defaults, **settings, **given, "task": name, "overrides": overrides})
             elapsed = 0.0
-        loaded = load_task(config.task, config.overrides or None)
+        if resume:
+            loaded = load_task(config.task, config.overrides or None)
         if "llm" in config.proposers and not (config.models or config.default_model):
             _fail("--proposer llm needs a model: pass --model provider/name (or set DAEDALUS_MODEL), "
                   "and --api-base for a local OpenAI-compatible server")
@@ -74,7 +78,8 @@ def run_command(
     except (TaskError, LaunchError, ValueError, LookupError) as exc:
         _fail(str(exc))
 
-    display = _Display(run_id, config.iterations, quiet=as_json)
+    display = _Display(run_id, config.iterations, quiet=as_json,
+                       metric="speedup" if loaded.kind != "program" else loaded.objectives[0].name)
     holder: dict[str, RunContext] = {}
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -101,6 +106,21 @@ def run_command(
     finally:
         signal.signal(signal.SIGINT, previous)
     _summary(archive, run_id, time.monotonic() - started, as_json)
+
+
+def _program_defaults(task: Any) -> dict[str, Any]:
+    """Run settings from a program task's config.yaml / daedalus.toml [run]; says what it used."""
+    from daedalus.agent.config import RunConfig
+    from daedalus.tasks.program import describe
+
+    for line in describe(task):
+        typer.echo(line, err=True)
+    defaults = dict(task.settings.get("run", {}))
+    unknown = sorted(set(defaults) - set(RunConfig.model_fields))
+    if unknown:
+        raise ValueError(f"{task.path}: unknown run settings {unknown} in daedalus.toml [run]; "
+                         f"valid keys are: {', '.join(sorted(RunConfig.model_fields))}")
+    return defaults
 
 
 def _fail(message: str) -> None:
@@ -130,7 +150,9 @@ def _summary(archive: Any, run_id: str, wall_s: float, as_json: bool) -> None:
 
     console = Console()
     console.rule(f"run {run_id} {summary['status']}")
-    if best is not None and summary["best_speedup"]:
+    if best is not None and run.kind == "program":
+        console.print(f"best: candidate [bold]{best.id}[/] — score {run.best_score:.6g}")
+    elif best is not None and summary["best_speedup"]:
         console.print(f"best: candidate [bold]{best.id}[/] — {summary['best_speedup']:.3f}x speedup (score {run.best_score:.3f})")
     else:
         console.print("no correct candidate beat the reference yet")
@@ -148,8 +170,8 @@ def _summary(archive: Any, run_id: str, wall_s: float, as_json: bool) -> None:
 class _Display:
     """A rich live panel: iteration, best score and speedup, failures by status, cost."""
 
-    def __init__(self, run_id: str, total: int, *, quiet: bool) -> None:
-        self.run_id, self.total, self.quiet = run_id, total, quiet
+    def __init__(self, run_id: str, total: int, *, quiet: bool, metric: str = "speedup") -> None:
+        self.run_id, self.total, self.quiet, self.metric = run_id, total, quiet, metric
         self.counts: dict[str, int] = {}
         self.best: float | None = None
         self.proposed = 0
@@ -178,10 +200,11 @@ class _Display:
         elif kind == "recorded":
             status = str(data.get("status"))
             self.counts[status] = self.counts.get(status, 0) + 1
-            speedup = data.get("speedup")
-            if status == "ok" and speedup and (self.best is None or speedup > self.best):
-                self.best = float(speedup)
-                self.note(f"new best: {self.best:.3f}x ({data['id']})")
+            value = data.get("speedup") if self.metric == "speedup" else data.get("score")
+            if status == "ok" and value is not None and (self.best is None or value > self.best):
+                self.best = float(value)
+                shown = f"{self.best:.3f}x" if self.metric == "speedup" else f"{self.metric} {self.best:.6g}"
+                self.note(f"new best: {shown} ({data['id']})")
         elif kind == "note":
             self.note(str(data["message"]))
         elif kind == "lessons":
@@ -204,7 +227,10 @@ class _Display:
         grid.add_row("run", self.run_id)
         grid.add_row("proposals", f"{self.proposed} this session / budget {self.total}")
         grid.add_row("progress", ProgressBar(total=self.total, completed=min(self.proposed, self.total), width=40))
-        grid.add_row("best speedup", f"{self.best:.3f}x" if self.best else "-")
+        if self.metric == "speedup":
+            grid.add_row("best speedup", f"{self.best:.3f}x" if self.best else "-")
+        else:
+            grid.add_row(f"best {self.metric}", f"{self.best:.6g}" if self.best is not None else "-")
         grid.add_row("results", ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "-")
         for message in self.messages:
             grid.add_row("", message)

@@ -38,6 +38,11 @@ class RunConfig(BaseModel):
     explore: float = Field(default=0.3, ge=0)
     random: float = Field(default=0.1, ge=0)
     max_code_bytes: int = Field(default=200_000, ge=1000)
+    # LLM sampling and credentials (an OpenEvolve config.yaml sets them); None: the gateway's
+    # defaults and the provider's usual key variable.
+    temperature: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    api_key_env: str | None = None
 
     @field_validator("proposers")
     @classmethod

@@ -41,7 +41,7 @@ def build_proposers(config: RunConfig) -> dict[str, Proposer]:
             from daedalus.tools.llm import LLMConfig, LLMGateway
             from daedalus.tools.llm_proposer import LLMProposer
 
-            gateway = LLMGateway(LLMConfig.from_env(model=arm.model, api_base=config.api_base))
+            gateway = LLMGateway(LLMConfig.from_env(model=arm.model, **llm_options(config)))
             proposers[arm.key] = LLMProposer(
                 gateway, edit_format=config.edit_format, build_messages=build_messages
             )
@@ -53,6 +53,12 @@ def build_proposers(config: RunConfig) -> dict[str, Proposer]:
     return proposers
 
 
+def llm_options(config: RunConfig) -> dict[str, Any]:
+    """The run's LLM settings for ``LLMConfig.from_env`` (None values keep its defaults)."""
+    return {"api_base": config.api_base, "temperature": config.temperature,
+            "max_tokens": config.max_tokens, "api_key_env": config.api_key_env}
+
+
 def build_analyst(archive: Archive, task: Task, config: RunConfig, run_id: str) -> Analyst | None:
     """The LLM analyst (first configured model) that distils lessons; None without an LLM."""
     if "llm" not in config.proposers or not (config.models or config.default_model):
@@ -62,7 +68,7 @@ def build_analyst(archive: Archive, task: Task, config: RunConfig, run_id: str) 
     from daedalus.tools.llm_errors import LLMError
 
     model = config.models[0] if config.models else str(config.default_model)
-    gateway = LLMGateway(LLMConfig.from_env(model=model, api_base=config.api_base))
+    gateway = LLMGateway(LLMConfig.from_env(model=model, **llm_options(config)))
 
     def analyse(task_name: str, entries: list[Any]) -> list[str]:
         with archive.session() as s:
@@ -103,7 +109,8 @@ def create_run(archive: Archive, task: Task, config: RunConfig) -> str:
     from daedalus.sandbox.static import normalized_hash
     from daedalus.tools.builtin.seed import reference_as_candidate
 
-    code = reference_as_candidate(task.source)
+    # A program task's seed is its initial program as written; a kernel's is the reference.
+    code = task.source if task.kind == "program" else reference_as_candidate(task.source)
     with archive.session() as s, s.begin():
         run = store.create_run(
             s,
@@ -126,7 +133,8 @@ def create_run(archive: Archive, task: Task, config: RunConfig) -> str:
             mode="seed",
             proposer="reference",
             model="reference",
-            description="the task's reference implementation, as the first candidate",
+            description="the task's initial program" if task.kind == "program"
+            else "the task's reference implementation, as the first candidate",
         )
         return run.id
 
