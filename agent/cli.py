@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from daedalus.agent import cli_archive, cli_chat, cli_eval, cli_run, cli_sandbox, cli_serve, cli_tasks
+from daedalus.agent import cli_archive, cli_chat, cli_eval, cli_run, cli_sandbox, cli_serve, cli_tasks, cli_worker
 
 app = typer.Typer(
     name="daedalus",
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(cli_tasks.app, name="tasks")
 app.add_typer(cli_archive.app, name="archive")
 app.add_typer(cli_sandbox.app, name="sandbox")
+app.add_typer(cli_worker.app, name="worker")
 app.command("eval")(cli_eval.eval_command)
 app.command("run")(cli_run.run_command)
 app.command("chat")(cli_chat.chat_command)

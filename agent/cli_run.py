@@ -26,6 +26,8 @@ def run_command(
     target_score: float = typer.Option(None, "--target-score", help="Stop when the best score reaches this."),
     backend: str = typer.Option(None, "--backend", help="cpu (default), cuda, triton, npu."),
     sandbox: str = typer.Option(None, "--sandbox", help="process (default) or docker."),
+    executor: str = typer.Option(None, "--executor", help="Where evaluations run: local (default) or ray."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster for --executor ray: auto (default) or HOST:PORT."),
     threads: int = typer.Option(None, "--threads", help="Torch threads per evaluation (default 1)."),
     seed: int = typer.Option(None, "--seed", help="Random seed for planning and the built-in proposer."),
     sets: list[str] = typer.Option(None, "--set", help="Override a task constant: NAME=VALUE (repeatable)."),
@@ -47,7 +49,8 @@ def run_command(
         "iterations": iterations, "workers": workers, "proposers": proposer or None, "models": model or None,
         "api_base": api_base, "budget_usd": budget_usd, "time_limit_s": time_limit,
         "device_seconds": device_seconds, "target_score": target_score, "backend": backend,
-        "sandbox": sandbox, "threads": threads, "seed": seed,
+        "sandbox": sandbox, "threads": threads, "seed": seed, "executor": executor,
+        "ray_address": ray_address,
     }
     given = {k: v for k, v in given.items() if v is not None}
     archive = open_archive()

@@ -43,12 +43,24 @@ class RunConfig(BaseModel):
     temperature: float | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, gt=0)
     api_key_env: str | None = None
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # "auto" (this machine's cluster) or HOST:PORT; ray executor only
 
     @field_validator("proposers")
     @classmethod
     def _some_proposer(cls, value: list[ProposerName]) -> list[ProposerName]:
         if not value:
             raise ValueError("at least one proposer is needed: use --proposer builtin or llm")
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or value.startswith("ray://"):
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--ray-address {value!r} is not auto or HOST:PORT (e.g. 10.0.0.5:6379)")
         return value
 
     @property

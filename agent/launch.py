@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from daedalus.agent.config import RunConfig, daedalus_home
@@ -94,6 +94,14 @@ def build_analyst(archive: Archive, task: Task, config: RunConfig, run_id: str) 
 
 @contextmanager
 def checkpointer() -> Iterator[Any]:
+    """LangGraph's checkpointer: beside the archive, so PostgreSQL when the archive is there."""
+    from daedalus.archive.db import default_url
+
+    url = default_url(create_dir=False)
+    if url.startswith("postgresql"):
+        with postgres_checkpointer(url) as saver:
+            yield saver
+        return
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     conn = sqlite3.connect(daedalus_home() / "checkpoints.db", check_same_thread=False)
@@ -102,6 +110,36 @@ def checkpointer() -> Iterator[Any]:
         yield SqliteSaver(conn)
     finally:
         conn.close()
+
+
+# The checkpoint tables live in their own schema, so the archive's schema stays exactly what
+# its migrations make; the lock makes concurrent first runs create them once.
+CHECKPOINT_SCHEMA = "daedalus_checkpoints"
+_PG_CHECKPOINT_LOCK = 0x0DAEDA2
+
+
+@contextmanager
+def postgres_checkpointer(url: str) -> Iterator[Any]:
+    """A LangGraph ``PostgresSaver`` on the archive's PostgreSQL database."""
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(
+        conninfo, autocommit=True, prepare_threshold=0, row_factory=dict_row,
+        options=f"-c search_path={CHECKPOINT_SCHEMA}",
+    ) as conn:  # fmt: skip
+        conn.execute("SELECT pg_advisory_lock(%s)", (_PG_CHECKPOINT_LOCK,))
+        try:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CHECKPOINT_SCHEMA}")
+            saver = PostgresSaver(conn)
+            saver.setup()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_PG_CHECKPOINT_LOCK,))
+        yield saver
 
 
 def create_run(archive: Archive, task: Task, config: RunConfig) -> str:
@@ -150,17 +188,16 @@ def drive(
     context_hook: Any = None,
 ) -> RunContext:
     """Run (or continue) the graph until a budget is spent or the run is interrupted."""
+    from daedalus.agent.executors import ExecutorError, make_executor
     from daedalus.agent.graph import build_graph, thread_config
-    from daedalus.sandbox import Evaluator
-    from daedalus.sandbox.result import Limits
 
     proposers = build_proposers(config)
-    limits = Limits(timeout_s=config.timeout_s, threads=config.threads)
-    with Evaluator(sandbox=config.sandbox, backend=config.backend, limits=limits) as evaluator, checkpointer() as saver:
-
-        def evaluate(t: Task, code: str, known: frozenset[str]) -> Any:
-            return evaluator.evaluate(t, code, known_functional=known)
-
+    try:
+        executor = make_executor(config)
+    except ExecutorError as exc:
+        raise LaunchError(str(exc)) from exc
+    with closing(executor), checkpointer() as saver:
+        evaluate = executor.evaluate
         ctx = RunContext(
             archive=archive,
             task=task,
@@ -184,6 +221,10 @@ def drive(
         snapshot = graph.get_state(cfg)
         try:
             graph.invoke(None if snapshot.next else {"run_id": run_id}, cfg)
+        except ExecutorError as exc:  # the workers went away (e.g. the Ray cluster stopped)
+            with archive.session() as s, s.begin():
+                store.update_run_status(s, run_id=run_id, status="stopped")
+            raise LaunchError(f"{exc}; then continue with: daedalus run --resume {run_id}") from exc
         finally:
             ctx.pool.shutdown()
     return ctx
