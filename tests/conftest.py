@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.postgres_db import fresh_database
 from tests.stub_llm import STUB_API_KEY, STUB_KEY_ENV, StubLLM
 
 # --- stub LLM (tests/stub_llm.py): a scripted OpenAI-compatible server on 127.0.0.1 ---
@@ -21,3 +23,20 @@ def stub_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubLLM]:
     monkeypatch.setenv(STUB_KEY_ENV, STUB_API_KEY)
     with StubLLM() as stub:
         yield stub
+
+
+# --- archive databases (issue 9): archive tests run on SQLite and on PostgreSQL ---
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty archive database URL: a SQLite file, then a fresh PostgreSQL database.
+
+    The PostgreSQL case needs ``DAEDALUS_TEST_POSTGRES_URL`` (``.ci/postgres.sh`` sets one up)
+    and is skipped with that fix named when it is unset.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'archive.db'}"
+        return
+    with fresh_database() as url:
+        yield url

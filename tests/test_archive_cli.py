@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from daedalus.agent.cli_archive import app
 from daedalus.archive import store
 from daedalus.archive.db import ENV_URL, open_archive
-from typer.testing import CliRunner
 
 CODE = "import torch\n\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x * torch.sigmoid(x)\n"
 RUN_KEYS = {"id", "task", "status", "iterations", "best_score", "cost_usd", "created_at"}
@@ -20,10 +21,9 @@ BEST_KEYS = {"id", "run_id", "status", "score", "speedup", "code"}
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv(ENV_URL, url)
-    return url
+def db(archive_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(ENV_URL, archive_url)
+    return archive_url
 
 
 def _populate(url: str) -> dict[str, str]:

@@ -1,8 +1,9 @@
-"""Concurrent writers on one SQLite archive: several processes, several threads each.
+"""Concurrent writers on one archive (SQLite, then PostgreSQL): several processes, several
+threads each.
 
 4 processes x 2 threads each write 200 candidates with their evaluations (and spend) into
-one run of a *fresh* archive file, all starting at the same moment, so they also race to
-create the schema and the run. Nothing may be lost or duplicated and no write may fail
+one run of a *fresh* archive (an empty file, an empty database), all starting at the same
+moment, so they also race to create the schema and the run. Nothing may be lost or duplicated and no write may fail
 with "database is locked".
 """
 
@@ -13,12 +14,12 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
+
+from sqlalchemy import func, select
 
 from daedalus.archive import store
 from daedalus.archive.db import open_archive
 from daedalus.archive.models import Candidate, Evaluation, Run
-from sqlalchemy import func, select
 
 PROCESSES = 4
 THREADS = 2
@@ -97,8 +98,8 @@ def _process_work(url: str, proc: int, start_at: float) -> list[str]:
     return out
 
 
-def test_many_processes_and_threads_write_without_loss(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_many_processes_and_threads_write_without_loss(archive_url: str) -> None:
+    url = archive_url
     start_at = time.time() + 4.0  # after every spawned interpreter has imported SQLAlchemy
     with ProcessPoolExecutor(PROCESSES, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_process_work, url, p, start_at) for p in range(PROCESSES)]

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
 from daedalus.archive import store
 from daedalus.archive.db import ENV_URL, default_url, open_archive, sqlite_path
 from daedalus.archive.errors import ArchiveBusyError
 from daedalus.archive.models import Evaluation, Run
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
 
 
 def test_default_url_is_under_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,10 +126,10 @@ def test_blocked_writer_waits_instead_of_failing(tmp_path: Path) -> None:
             assert store.get_run(s, run_id=run_id).iterations == 2
 
 
-def test_session_styles_commit_and_roll_back(tmp_path: Path) -> None:
+def test_session_styles_commit_and_roll_back(archive_url: str) -> None:
     """`with archive.session() as s:` commits what it wrote; `with ... as s, s.begin():`
     commits at the inner block; an exception rolls either back; readonly never commits."""
-    with open_archive(f"sqlite:///{tmp_path / 'a.db'}") as archive:
+    with open_archive(archive_url) as archive:
         with archive.session() as s:
             store.create_run(s, task="implicit")
         with archive.session() as s, s.begin():

@@ -1,28 +1,28 @@
-"""The Alembic migrations: they build the schema, agree with the models, and round-trip."""
+"""The Alembic migrations: they build the schema, agree with the models, and round-trip,
+the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
 from daedalus.archive import store
 from daedalus.archive.db import alembic_config, open_archive
 from daedalus.archive.errors import SchemaError
 from daedalus.archive.migrations import HEAD
 from daedalus.archive.models import Base
-from sqlalchemy import inspect, text
 
 TABLES = {"runs", "candidates", "evaluations", "lessons", "alembic_version"}
 
 
-def test_fresh_archive_gets_the_full_schema(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    with open_archive(url) as archive:
+def test_fresh_archive_gets_the_full_schema(archive_url: str) -> None:
+    with open_archive(archive_url) as archive:
         insp = inspect(archive.engine)
         assert set(insp.get_table_names()) == TABLES
         cand_indexes = {ix["name"] for ix in insp.get_indexes("candidates")}
@@ -36,10 +36,10 @@ def test_fresh_archive_gets_the_full_schema(tmp_path: Path) -> None:
             assert MigrationContext.configure(conn).get_current_revision() == HEAD
 
 
-def test_models_and_migrations_agree(tmp_path: Path) -> None:
+def test_models_and_migrations_agree(archive_url: str) -> None:
     """What `alembic check` does: autogenerate against the migrated schema finds nothing."""
     with (
-        open_archive(f"sqlite:///{tmp_path / 'a.db'}") as archive,
+        open_archive(archive_url) as archive,
         archive.engine.connect() as conn,
     ):
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -52,8 +52,8 @@ def test_head_constant_matches_the_scripts() -> None:
     assert len(script.get_heads()) == 1
 
 
-def test_downgrade_to_base_and_reopen(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+def test_downgrade_to_base_and_reopen(archive_url: str) -> None:
+    url = archive_url
     with open_archive(url) as archive:
         cfg = alembic_config(url)
         with archive.engine.begin() as conn:
@@ -64,16 +64,16 @@ def test_downgrade_to_base_and_reopen(tmp_path: Path) -> None:
         assert set(inspect(archive.engine).get_table_names()) == TABLES
 
 
-def test_reopening_keeps_data(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+def test_reopening_keeps_data(archive_url: str) -> None:
+    url = archive_url
     with open_archive(url) as archive, archive.session() as s:
         run_id = store.create_run(s, task="t").id
     with open_archive(url) as archive, archive.session(readonly=True) as s:
         assert store.get_run(s, run_id=run_id).task == "t"
 
 
-def test_unknown_revision_is_a_clear_error(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+def test_unknown_revision_is_a_clear_error(archive_url: str) -> None:
+    url = archive_url
     with open_archive(url) as archive, archive.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'fromthefuture'"))
     with pytest.raises(SchemaError, match=r"newer version\. Fix: upgrade daedalus"):

@@ -1,24 +1,24 @@
-"""The store API against a real SQLite archive file."""
+"""The store API against a real archive: a SQLite file and a PostgreSQL database."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+
 from daedalus.archive import store
 from daedalus.archive.db import Archive, open_archive
 from daedalus.archive.errors import AmbiguousIdError, ArchiveError, NotFoundError
 from daedalus.archive.models import Candidate, Evaluation, Run
-from sqlalchemy import func, select
 
 FP = {"cpu": "Test CPU", "torch": "2.13.0", "threads": "1"}
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> Iterator[Archive]:
-    arch = open_archive(f"sqlite:///{tmp_path / 'archive.db'}")
+def archive(archive_url: str) -> Iterator[Archive]:
+    arch = open_archive(archive_url)
     yield arch
     arch.close()
 
