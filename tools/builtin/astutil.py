@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TORCH = "torch"
 NN = "torch.nn"
@@ -156,6 +156,8 @@ class Aliases:
     """Local names bound to modules by the candidate's imports (``F`` -> torch.nn.functional)."""
 
     names: dict[str, str]
+    # Local names bound exactly once to a numeric constant expression (``c = math.sqrt(2)``).
+    constants: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, tree: ast.Module) -> Aliases:
@@ -288,6 +290,8 @@ def constant_value(node: ast.AST, aliases: Aliases) -> float | None:
         except (ZeroDivisionError, OverflowError):
             return None
         return None
+    if isinstance(node, ast.Name) and node.id in aliases.constants:
+        return aliases.constants[node.id]
     dotted = aliases.resolve(node) if isinstance(node, ast.Attribute) else None
     if dotted in {"math.pi", "math.e"}:
         return math.pi if dotted == "math.pi" else math.e
@@ -355,6 +359,27 @@ def scalar_attrs(cls: ast.ClassDef, aliases: Aliases) -> set[str]:
             ):
                 found.add(target.attr)
     return found
+
+
+def local_constants(functions: list[ast.FunctionDef], aliases: Aliases) -> dict[str, float]:
+    """Names assigned once, to a numeric constant, across ``functions`` (never parameters)."""
+    stores: dict[str, int] = {}
+    values: dict[str, float] = {}
+    for fn in functions:
+        for arg in fn.args.args + fn.args.kwonlyargs:
+            stores[arg.arg] = stores.get(arg.arg, 0) + 2
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+                stores[node.id] = stores.get(node.id, 0) + 1
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
+                value = constant_value(node.value, aliases)
+                if value is not None:
+                    values[node.targets[0].id] = value
+    return {name: v for name, v in values.items() if stores.get(name) == 1}
 
 
 def forward_params(fn: ast.FunctionDef) -> list[str]:

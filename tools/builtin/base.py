@@ -13,6 +13,7 @@ from daedalus.tools.builtin.astutil import (
     find_class,
     find_method,
     forward_params,
+    local_constants,
     parse,
     scalar_attrs,
     submodules,
@@ -42,7 +43,6 @@ class Context:
     def __init__(self, tree: ast.Module, rng: random.Random, float_inputs: tuple[bool, ...] = ()):
         self.tree = tree
         self.rng = rng
-        self.aliases = Aliases.of(tree)
         cls = find_class(tree)
         if cls is None:
             raise ValueError("the candidate defines no `class ModelNew`")
@@ -50,10 +50,10 @@ class Context:
         if entry is None:
             raise ValueError("`ModelNew` has no `forward` method")
         self.cls = cls
+        self.refresh()
         self.entry = entry  # the real forward
         # where the computation lives: forward, or its eager body once a compiler wraps it
         self.forward = find_method(cls, "forward_eager") or entry
-        self.modules = submodules(cls, self.aliases)
         self.scalars = scalar_attrs(cls, self.aliases)
         params = forward_params(self.forward)
         self.float_params = {p for p, is_float in zip(params, float_inputs, strict=False) if is_float}
@@ -62,6 +62,8 @@ class Context:
         """Re-read imports after a transformation added one."""
         self.aliases = Aliases.of(self.tree)
         self.modules = submodules(self.cls, self.aliases)
+        functions = [n for n in self.cls.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"]
+        self.aliases.constants = local_constants(functions, self.aliases)
 
     def scope(self) -> Scope:
         return Scope(

@@ -18,6 +18,11 @@ def _pass(name: str, *rewrites: Rewrite) -> TransformFn:
     return apply
 
 
+def _identity(ctx: Context) -> list[Change]:
+    changes = _pass("identity", simplify.identity, simplify.zero_dropout)(ctx)
+    return changes + simplify.drop_self_assignments(ctx) if changes else changes
+
+
 def _softmax(ctx: Context) -> list[Change]:
     return simplify.softmax_statements(ctx) + run_rewrites(ctx, "softmax", simplify.softmax)
 
@@ -36,7 +41,7 @@ TRANSFORMS: tuple[Transform, ...] = (
     Transform("const_fold", "algebraic", "(x * a) * b -> x * (a*b) for scalars",
               _pass("const_fold", peephole.const_fold)),
     Transform("identity", "cleanup", "drop x*1, x+0, zero/eval dropout, redundant contiguous",
-              _pass("identity", simplify.identity, simplify.zero_dropout)),
+              _identity),
     Transform("clone", "cleanup", "drop clones of read-only temporaries", simplify.clone),
     Transform("linear", "library", "matmul + bias -> F.linear(x, W, b)",
               _pass("linear", simplify.linear)),

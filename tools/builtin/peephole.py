@@ -40,6 +40,31 @@ def pure(node: ast.AST) -> bool:
     return False
 
 
+_HELPER_OPS: dict[str, tuple[type[ast.operator], bool]] = {
+    "_iadd": (ast.Add, False),
+    "_isub": (ast.Sub, False),
+    "_irsub": (ast.Sub, True),
+    "_imul": (ast.Mult, False),
+    "_idiv": (ast.Div, False),
+}
+
+
+def as_binop(node: ast.expr) -> ast.expr:
+    """The in-place helper calls of the memory pass read as the arithmetic they compute."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _HELPER_OPS
+        and len(node.args) == 2
+        and not node.keywords
+    ):
+        op, swapped = _HELPER_OPS[node.func.id]
+        a, b = node.args
+        left, right = (b, a) if swapped else (a, b)
+        return ast.BinOp(left=left, op=op(), right=right)
+    return node
+
+
 def compute_functions(ctx: Context) -> list[ast.FunctionDef]:
     """Where the model computes: every ModelNew method but ``__init__``."""
     return [n for n in ctx.cls.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"]
@@ -56,7 +81,7 @@ def run_rewrites(ctx: Context, name: str, rewrite: Rewrite) -> list[Change]:
         def generic_visit(self, node: ast.AST) -> ast.AST:
             super().generic_visit(node)
             if isinstance(node, ast.expr):
-                replacement = rewrite(node, ctx)
+                replacement = rewrite(as_binop(node), ctx)
                 if replacement is not None and not same(replacement, node):
                     changes.append(Change(name, self.where, f"{short(node)} -> {short(replacement)}"))
                     return ast.copy_location(replacement, node)

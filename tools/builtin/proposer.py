@@ -29,6 +29,7 @@ from daedalus.tools.builtin.bandit import Bandit, reward
 from daedalus.tools.builtin.base import Change, Transform, float_inputs
 from daedalus.tools.builtin.catalogue import TRANSFORMS
 from daedalus.tools.builtin.engine import Engine, InvalidCandidate, canonical
+from daedalus.tools.builtin.program_proposer import ProgramProposer
 from daedalus.tools.builtin.seed import SeedError, reference_as_candidate
 from daedalus.tools.proposer import ArchiveEntry, Brief, Proposal
 
@@ -83,10 +84,14 @@ class BuiltinProposer:
         self._credited: set[str] = set()  # code keys whose outcome is already in the bandit
         self._proposed: set[str] = set()  # code keys proposed by this instance
         self._engines: dict[str, Engine] = {}
+        self._programs = ProgramProposer()
 
     # -- learning --------------------------------------------------------------------------
     def observe(self, proposal: Proposal, *, parent_score: float, score: float) -> None:
         """Credit the applied transformations with the improvement they earned."""
+        if proposal.meta and "moves" in proposal.meta:  # a program-task proposal
+            self._programs.observe(proposal, parent_score=parent_score, score=score)
+            return
         applied = json.loads(proposal.meta.get("applied", "[]")) if proposal.meta else []
         if not applied or not proposal.code:
             return
@@ -125,6 +130,8 @@ class BuiltinProposer:
 
     # -- proposing ---------------------------------------------------------------------------
     def propose(self, brief: Brief) -> Proposal:
+        if brief.kind == "program":  # generic programs: literal tuning and recombination
+            return self._programs.propose(brief)
         if brief.kind != "kernel":
             return Proposal(
                 code="",

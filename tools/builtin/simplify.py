@@ -66,6 +66,27 @@ def identity(node: ast.expr, ctx: Context) -> ast.expr | None:
     return None
 
 
+def drop_self_assignments(ctx: Context) -> list[Change]:
+    """``y = y`` left behind once an identity op is gone."""
+    changes: list[Change] = []
+    for fn in compute_functions(ctx):
+        kept = [
+            node
+            for node in fn.body
+            if not (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Name)
+                and node.targets[0].id == node.value.id
+            )
+        ]
+        if len(kept) != len(fn.body):
+            changes.append(Change("identity", fn.name, f"dropped {len(fn.body) - len(kept)} x = x"))
+            fn.body = kept or [ast.Pass()]
+    return changes
+
+
 def _dropout_modules(ctx: Context) -> set[str]:
     """``self.attr = nn.Dropout(0.0)`` style modules, identities in every mode."""
     found: set[str] = set()
