@@ -45,8 +45,11 @@ def _score(program, trials):
         except Exception as exc:  # a failing trial is scored, not fatal
             problems.append(f"trial {seed}: {type(exc).__name__}: {exc}")
     if not results:
-        return {"combined_score": 0.0, "reliability": 0.0,
-                "error": "every trial failed: " + "; ".join(problems[:3])}
+        return {
+            "combined_score": 0.0,
+            "reliability": 0.0,
+            "error": "every trial failed: " + "; ".join(problems[:3]),
+        }
     distances = [math.hypot(x - GLOBAL_X, y - GLOBAL_Y) for x, y, _, _ in results]
     gaps = [value - GLOBAL_VALUE for _, _, value, _ in results]
     seconds = sum(t for *_, t in results) / len(results)
@@ -57,14 +60,21 @@ def _score(program, trials):
     combined = 0.45 * value_score + 0.35 * distance_score + 0.1 * speed_score + 0.1 * reliability
     best = int(np.argmin(gaps))
     x, y, value, _ = results[best]
-    feedback = (f"{len(results)}/{trials} trials ran; best f={value:.5f} at ({x:.4f}, {y:.4f}), "
-                f"mean distance to the global minimum {np.mean(distances):.4f}, "
-                f"{seconds * 1000:.1f} ms per search")
+    feedback = (
+        f"{len(results)}/{trials} trials ran; best f={value:.5f} at ({x:.4f}, {y:.4f}), "
+        f"mean distance to the global minimum {np.mean(distances):.4f}, "
+        f"{seconds * 1000:.1f} ms per search"
+    )
     if problems:
         feedback += "; problems: " + "; ".join(problems[:3])
-    return {"combined_score": combined, "value_score": value_score,
-            "distance_score": distance_score, "speed_score": speed_score,
-            "reliability": reliability, "feedback": feedback}
+    return {
+        "combined_score": combined,
+        "value_score": value_score,
+        "distance_score": distance_score,
+        "speed_score": speed_score,
+        "reliability": reliability,
+        "feedback": feedback,
+    }
 
 
 def evaluate(program_path):
