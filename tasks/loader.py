@@ -148,11 +148,25 @@ def load_task(name_or_path: str, overrides: dict[str, Any] | None = None) -> Tas
 
     if Path(name_or_path).is_dir() and is_program_dir(Path(name_or_path)):
         return load_program_dir(Path(name_or_path), overrides)  # bring-your-own-evaluator
+    from daedalus.tasks.architecture import (
+        TASK_FILE,
+        find_architecture,
+        is_architecture_dir,
+        load_architecture_dir,
+    )
+
+    given = Path(name_or_path).expanduser()
+    if given.name == TASK_FILE and given.is_file():
+        given = given.parent
+    if is_architecture_dir(given):
+        return load_architecture_dir(given, overrides)  # an architecture task folder
     if _looks_like_path(name_or_path):
         return load_path(Path(name_or_path), overrides)
     candidate = LIBRARY_DIR / f"{name_or_path}.py"
     if candidate.is_file():
         return load_path(candidate, overrides)
+    if (architecture := find_architecture(name_or_path)) is not None:
+        return load_architecture_dir(architecture, overrides)
     if (program := find_program(name_or_path)) is not None:
         return load_program_dir(program, overrides)
     # A sidecar may rename a task; only then do we need to read every sidecar.
