@@ -66,13 +66,19 @@ class Evaluator:
         if task.kind == "program" and task.settings.get("limits"):
             # The task knows how long and how big its own evaluator runs (config.yaml).
             limits = limits.model_copy(update=task.settings["limits"])
-        if task.kind not in ("kernel", "program"):
+        if task.kind == "architecture":
+            # Training takes the task's own time budget; the harness stops training early enough
+            # to leave the checks after it room inside this limit.
+            train_s = float(task.settings.get("budget", {}).get("time_limit_s", 0.0))
+            limits = limits.model_copy(update={"timeout_s": max(limits.timeout_s, 1.25 * train_s + 30)})
+        if task.kind not in ("kernel", "program", "architecture"):
             raise TaskError(f"{task.path}: task kind {task.kind!r} is not evaluated by the "
-                            "sandbox yet; give a kernel or program task")
+                            "sandbox yet; give a kernel, program or architecture task")
         start = time.monotonic()
         overrides: dict[str, Any] = dict(task.overrides)
         artifacts: dict[str, Any] = {"code_hash": normalized_hash(code)}
-        check = check_candidate if task.kind == "kernel" else policy_for(task.source, task.settings)
+        check = (check_candidate if task.kind in ("kernel", "architecture")
+                 else policy_for(task.source, task.settings))
         if limits.policy and check is not None:
             violations = check(code)
             if violations:
@@ -93,7 +99,7 @@ class Evaluator:
                      "source": task.source, "overrides": dict(task.overrides),
                      "atol": task.atol, "rtol": task.rtol, "seed": task.seed,
                      **({"files": task.files, "settings": task.settings}
-                        if task.kind == "program" else {})},
+                        if task.kind in ("program", "architecture") else {})},
             "code": code, "backend": self.backend, "limits": limits.model_dump(),
             "known_functional": sorted(set(known_functional)),
         }  # fmt: skip

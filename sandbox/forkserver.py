@@ -32,6 +32,7 @@ import torch
 torch.set_num_threads(1)
 
 from daedalus.sandbox import isolation  # noqa: E402  (after pinning torch's threads)
+from daedalus.sandbox.arch_harness import run_architecture  # noqa: E402
 from daedalus.sandbox.backends import fingerprints  # noqa: E402
 from daedalus.sandbox.backends.detect import cuda_problem  # noqa: E402
 from daedalus.sandbox.children import Child, write_all  # noqa: E402
@@ -128,7 +129,7 @@ class ForkServer:
     def handle(self, req: dict[str, Any]) -> None:
         rid = req.get("id")
         tm = None
-        if not req.get("probe") and req["task"].get("kind") != "program":
+        if not req.get("probe") and req["task"].get("kind") not in ("program", "architecture"):
             try:
                 tm = self.task_module(req["task"])
             except TaskError as exc:
@@ -226,7 +227,9 @@ class ForkServer:
                 emit({"event": "result", "result": {"probe": True}})
             else:
                 try:
-                    if tm is None:  # a program task: the user's evaluator, no task module
+                    if req["task"].get("kind") == "architecture":  # trains in this child
+                        emit({"event": "result", "result": run_architecture(req, workdir, emit)})
+                    elif tm is None:  # a program task: the user's evaluator, no task module
                         emit({"event": "result", "result": run_program(req, workdir, emit)})
                     else:
                         emit({"event": "result", "result": run_cascade(req, tm, workdir, emit)})
