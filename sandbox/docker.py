@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from daedalus.sandbox.docker_devices import DeviceConfig, DeviceError, gpu_config, npu_config
 from daedalus.sandbox.docker_host import (
     LABEL_IMAGE_KIND,
+    LABEL_IMAGE_USER,
     LOCAL_IMAGE,
     connect,
     engine_available,
@@ -92,6 +93,7 @@ class DockerSandbox:
         self._image_id = ""
         self._layout_mounts: tuple[tuple[str, str, bool], ...] = ()
         self._python = ""
+        self._user: str | None = "65534:65534"
         self._env: dict[str, str] = {}
         self.removed_stale: list[str] = []
 
@@ -133,6 +135,9 @@ class DockerSandbox:
             ) from exc
         labels = image.labels or {}
         self._image_id = str(image.id)
+        # Nobody unless the image names another user; "root" opts out (e.g. device access).
+        declared = labels.get(LABEL_IMAGE_USER, "65534:65534")
+        self._user = None if declared in ("", "root", "0", "0:0") else declared
         if labels.get(LABEL_IMAGE_KIND) == "local":
             # The bind-mount image: run this very interpreter, venv and package, read-only.
             layout = host_layout()
@@ -154,7 +159,7 @@ class DockerSandbox:
             image=self._image_id,
             command=(self._python, "-m", "daedalus.sandbox.forkserver", CONTAINER_CACHE),
             mounts=self._layout_mounts + build_mounts,
-            user="65534:65534",
+            user=self._user,
             memory_mb=limits.memory_mb + FORK_SERVER_MB,
             cpus=float(max(1, limits.threads)),
             pids_limit=limits.processes + EXTRA_PIDS,
@@ -254,7 +259,12 @@ class DockerSandbox:
             got = warm.read_until(answer, time.monotonic() + wait)
             if got is not None:
                 run = _to_run(got)
-                run.isolation = {**run.isolation, **self._isolation(warm, limits)}
+                # What the fork server could not do inside the container (its own network
+                # and mount namespaces need capabilities the container does not have) is
+                # what the container itself provides: report that, not the inner view.
+                inner = {k: v for k, v in run.isolation.items()
+                         if k not in ("network_note", "filesystem_note")}  # fmt: skip
+                run.isolation = {**inner, **self._isolation(warm, limits)}
                 return run
             tail = warm.stderr.decode(errors="replace")[-4000:]
             if warm.closed:

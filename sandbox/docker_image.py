@@ -15,7 +15,6 @@ Three ways to get an image, from cheapest to most portable:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import subprocess
@@ -73,6 +72,8 @@ _TOOLCHAIN = (
     "/usr/bin/x86_64-linux-gnu-ld",
     "/usr/bin/x86_64-linux-gnu-ld.bfd",
     "/usr/bin/ninja",  # torch.utils.cpp_extension builds with it
+    "/usr/bin/sh",  # ninja runs every build step through /bin/sh
+    "/usr/bin/dash",
 )
 _SKIP_PARTS = frozenset({"__pycache__", "test", "tests", "idle_test", "triton"})
 
@@ -129,13 +130,7 @@ def _changes(kind: str, python: str) -> list[str]:
 
 def build_local_image(client: DockerClient, tag: str = LOCAL_IMAGE) -> str:
     """Import the tiny bind-mount image (milliseconds); returns its id. The image it
-    replaces is removed unless a container still uses it."""
-    from docker.errors import APIError, ImageNotFound
-
-    try:
-        previous: str | None = str(client.images.get(tag).id)
-    except ImageNotFound:
-        previous = None
+    replaces is left in place (126 bytes): a sandbox that resolved it may still use it."""
     repository, _, version = tag.partition(":")
     client.api.import_image_from_data(
         tiny_rootfs(),
@@ -143,11 +138,7 @@ def build_local_image(client: DockerClient, tag: str = LOCAL_IMAGE) -> str:
         tag=version or "latest",
         changes=_changes("local", sys.executable),
     )
-    current = str(client.images.get(tag).id)
-    if previous and previous != current:
-        with contextlib.suppress(APIError):
-            client.images.remove(previous)
-    return current
+    return str(client.images.get(tag).id)
 
 
 def ensure_local_image(client: DockerClient, tag: str = LOCAL_IMAGE) -> str:
