@@ -67,32 +67,47 @@ def choose(run: Run, iteration: int) -> tuple[Mode, ArchiveEntry, tuple[ArchiveE
     return "improve", parent, others
 
 
-def evaluate(ev: Evaluator, task: Task, run: Run, code: str, cid: str, description: str,
-             origin: str) -> ArchiveEntry:
+def evaluate(
+    ev: Evaluator, task: Task, run: Run, code: str, cid: str, description: str, origin: str
+) -> ArchiveEntry:
     started = time.monotonic()
     result = ev.evaluate(task, code, known_functional=frozenset(run.functional))
     run.eval_s += time.monotonic() - started
     if result.functional_hash and result.ok:
         run.functional.add(result.functional_hash)
     feedback = result.error or ""
-    entry = ArchiveEntry(cid, code, str(result.status), result.score, result.speedup, feedback,
-                         origin, description)
+    entry = ArchiveEntry(
+        cid, code, str(result.status), result.score, result.speedup, feedback, origin, description
+    )
     run.entries.append(entry)
     run.count(str(result.status) if result.stage != "duplicate" else "duplicate")
     head = description.splitlines()[0] if description else "seed"
-    print(f"    {run.label}: {head} -> {result.status} {result.score:.2f} "
-          f"{(result.error or '')[:160]}", file=sys.stderr)
+    print(
+        f"    {run.label}: {head} -> {result.status} {result.score:.2f} "
+        f"{(result.error or '')[:160]}",
+        file=sys.stderr,
+    )
     return entry
 
 
 def iterate(ev: Evaluator, task: Task, run: Run, iteration: int) -> None:
     mode, parent, inspirations = choose(run, iteration)
-    brief = Brief(task_name=task.name, task_source=task.source, category=task.category,
-                  mode=mode, parent=parent, inspirations=inspirations, seed=iteration)
+    brief = Brief(
+        task_name=task.name,
+        task_source=task.source,
+        category=task.category,
+        mode=mode,
+        parent=parent,
+        inspirations=inspirations,
+        seed=iteration,
+    )
     proposal = run.proposer.propose(brief)
     if proposal.error:
         run.count("no_proposal")
-        print(f"    {run.label}: {mode} on {parent.candidate_id}: {proposal.error[:120]}", file=sys.stderr)
+        print(
+            f"    {run.label}: {mode} on {parent.candidate_id}: {proposal.error[:120]}",
+            file=sys.stderr,
+        )
         return
     cid = f"{run.label}-{iteration}"
     entry = evaluate(ev, task, run, proposal.code, cid, proposal.description, f"builtin/{mode}")
@@ -102,18 +117,25 @@ def iterate(ev: Evaluator, task: Task, run: Run, iteration: int) -> None:
 
 def compare(ev: Evaluator, task: Task, iterations: int, seed: int) -> tuple[Run, Run, float]:
     seed_code = reference_as_candidate(task.source)
-    runs = [Run("adaptive", BuiltinProposer(selection="adaptive"), random.Random(seed)),
-            Run("random", BuiltinProposer(selection="random"), random.Random(seed))]
+    runs = [
+        Run("adaptive", BuiltinProposer(selection="adaptive"), random.Random(seed)),
+        Run("random", BuiltinProposer(selection="random"), random.Random(seed)),
+    ]
     for run in runs:
         evaluate(ev, task, run, seed_code, f"{run.label}-seed", "", "seed")
     ref_ms = runs[0].entries[0]
     for iteration in range(iterations):
         for run in runs:  # interleaved, so machine noise hits both variants alike
             iterate(ev, task, run, iteration)
-        best = {r.label: max((e.score for e in r.entries if e.status == "ok"), default=0.0)
-                for r in runs}
-        print(f"  {task.name} iteration {iteration + 1}/{iterations}: best "
-              f"{best['adaptive']:.2f}x adaptive, {best['random']:.2f}x random", file=sys.stderr)
+        best = {
+            r.label: max((e.score for e in r.entries if e.status == "ok"), default=0.0)
+            for r in runs
+        }
+        print(
+            f"  {task.name} iteration {iteration + 1}/{iterations}: best "
+            f"{best['adaptive']:.2f}x adaptive, {best['random']:.2f}x random",
+            file=sys.stderr,
+        )
     return runs[0], runs[1], ref_ms.score
 
 
@@ -138,7 +160,9 @@ def per_transform(ev: Evaluator, tasks: list[Task]) -> None:
                 cells.append("-")
                 continue
             result = ev.evaluate(task, applied.code)
-            cells.append(f"{result.speedup:.2f}" if result.ok and result.speedup else str(result.status))
+            cells.append(
+                f"{result.speedup:.2f}" if result.ok and result.speedup else str(result.status)
+            )
             print(f"  {task.name} {transform.name}: {cells[-1]}", file=sys.stderr)
         print(f"| {task.name} | " + " | ".join(cells) + " |", flush=True)
 
@@ -148,12 +172,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--tasks", nargs="*", help="task names (default: every fusion task)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--per-transform", action="store_true",
-                        help="evaluate each transformation alone on each task's seed")
+    parser.add_argument(
+        "--per-transform",
+        action="store_true",
+        help="evaluate each transformation alone on each task's seed",
+    )
     args = parser.parse_args(argv)
-    tasks = [load_task(n) for n in args.tasks] if args.tasks else [
-        t for t in list_tasks() if t.category == "fusion"
-    ]
+    tasks = (
+        [load_task(n) for n in args.tasks]
+        if args.tasks
+        else [t for t in list_tasks() if t.category == "fusion"]
+    )
     started = time.monotonic()
     with Evaluator(sandbox="process", backend="cpu", limits=Limits(threads=1)) as ev:
         if args.per_transform:
@@ -163,11 +192,15 @@ def main(argv: list[str] | None = None) -> None:
         for task in tasks:
             adaptive, rand, _ = compare(ev, task, args.iterations, args.seed)
             rows.append((task, adaptive, rand))
-    print(f"\nBuilt-in proposer, {args.iterations} iterations per variant per task, seed "
-          f"{args.seed}, process sandbox, CPU backend, 1 thread; wall "
-          f"{time.monotonic() - started:.0f} s.\n")
-    print("| task | adaptive best | random best | adaptive lineage of best | "
-          "random lineage of best | adaptive ok/fail/dup/none | random ok/fail/dup/none |")
+    print(
+        f"\nBuilt-in proposer, {args.iterations} iterations per variant per task, seed "
+        f"{args.seed}, process sandbox, CPU backend, 1 thread; wall "
+        f"{time.monotonic() - started:.0f} s.\n"
+    )
+    print(
+        "| task | adaptive best | random best | adaptive lineage of best | "
+        "random lineage of best | adaptive ok/fail/dup/none | random ok/fail/dup/none |"
+    )
     print("|---|---|---|---|---|---|---|")
     for task, adaptive, rand in rows:
         cells = []
@@ -179,7 +212,9 @@ def main(argv: list[str] | None = None) -> None:
         for run in (adaptive, rand):
             c = run.counts
             fails = sum(v for k, v in c.items() if k not in ("ok", "duplicate", "no_proposal"))
-            cells.append(f"{c.get('ok', 0)}/{fails}/{c.get('duplicate', 0)}/{c.get('no_proposal', 0)}")
+            cells.append(
+                f"{c.get('ok', 0)}/{fails}/{c.get('duplicate', 0)}/{c.get('no_proposal', 0)}"
+            )
         print(f"| {task.name} | " + " | ".join(cells) + " |")
 
 

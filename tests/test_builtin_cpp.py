@@ -35,8 +35,9 @@ CHAIN = task(
 
 
 def test_cpp_fuse_matches_the_reference_on_every_layout() -> None:
-    applied = Engine(float_inputs(CHAIN)).apply(reference_as_candidate(CHAIN), BY_NAME["cpp_fuse"],
-                                                random.Random(0))
+    applied = Engine(float_inputs(CHAIN)).apply(
+        reference_as_candidate(CHAIN), BY_NAME["cpp_fuse"], random.Random(0)
+    )
     assert applied is not None
     code = applied.code
     assert "load_inline(" in code and "def forward" in code
@@ -72,8 +73,9 @@ def test_cpp_fuse_fuses_only_dead_intermediates() -> None:
         body("a = torch.sigmoid(x)", "b = a * 2.0 + 1.0", "return b * a, a"),
         "[torch.randn(8)]",
     )
-    applied = Engine(float_inputs(source)).apply(reference_as_candidate(source),
-                                                 BY_NAME["cpp_fuse"], random.Random(0))
+    applied = Engine(float_inputs(source)).apply(
+        reference_as_candidate(source), BY_NAME["cpp_fuse"], random.Random(0)
+    )
     # `a` is read again after the chain, so it stays a Python value and feeds the kernel
     assert applied is not None and applied.changes[0].where == "forward, statements 2-2"
     forward = applied.code.split("def forward", 1)[1]
@@ -83,7 +85,9 @@ def test_cpp_fuse_fuses_only_dead_intermediates() -> None:
 def test_torch_compile_wraps_forward_and_keeps_results() -> None:
     source = PROGRAMS["swish_chain"]
     engine = Engine(float_inputs(source))
-    applied = engine.apply(reference_as_candidate(source), BY_NAME["torch_compile"], random.Random(0))
+    applied = engine.apply(
+        reference_as_candidate(source), BY_NAME["torch_compile"], random.Random(0)
+    )
     assert applied is not None and "torch.compile(self.forward_eager" in applied.code
     assert check_candidate(applied.code) == []
     # later rewrites still reach the eager body behind the compiled forward

@@ -32,17 +32,41 @@ def seed_entry() -> ArchiveEntry:
     return ArchiveEntry("seed", SEED, "ok", 1.0, speedup=1.0, origin="seed")
 
 
-def brief(parent: ArchiveEntry, mode: str = "improve", seed: int = 0,
-          inspirations: tuple[ArchiveEntry, ...] = (), failures: tuple[ArchiveEntry, ...] = (),
-          source: str = SOURCE, kind: str = "kernel") -> Brief:
-    return Brief(task_name="t", task_source=source, category="fusion", mode=mode,  # type: ignore[arg-type]
-                 parent=parent, inspirations=inspirations, failures=failures, seed=seed, kind=kind)
+def brief(
+    parent: ArchiveEntry,
+    mode: str = "improve",
+    seed: int = 0,
+    inspirations: tuple[ArchiveEntry, ...] = (),
+    failures: tuple[ArchiveEntry, ...] = (),
+    source: str = SOURCE,
+    kind: str = "kernel",
+) -> Brief:
+    return Brief(
+        task_name="t",
+        task_source=source,
+        category="fusion",
+        mode=mode,  # type: ignore[arg-type]
+        parent=parent,
+        inspirations=inspirations,
+        failures=failures,
+        seed=seed,
+        kind=kind,
+    )
 
 
-def entry_of(proposal: Proposal, cid: str, score: float, status: str = "ok",
-             feedback: str = "") -> ArchiveEntry:
-    return ArchiveEntry(cid, proposal.code, status, score, speedup=score if status == "ok" else None,
-                        feedback=feedback, origin="builtin", description=proposal.description)
+def entry_of(
+    proposal: Proposal, cid: str, score: float, status: str = "ok", feedback: str = ""
+) -> ArchiveEntry:
+    return ArchiveEntry(
+        cid,
+        proposal.code,
+        status,
+        score,
+        speedup=score if status == "ok" else None,
+        feedback=feedback,
+        origin="builtin",
+        description=proposal.description,
+    )
 
 
 def applied(proposal: Proposal) -> list[str]:
@@ -143,7 +167,9 @@ def test_fix_goes_back_to_the_working_ancestor_and_avoids_the_culprit() -> None:
     base = proposer.propose(brief(root, seed=3, source=source))
     ancestor = entry_of(base, "anc", 1.4)
     broken = proposer.propose(brief(ancestor, seed=4, source=source))
-    failed = entry_of(broken, "bad", 0.0, status="runtime_error", feedback="RuntimeError: boom\nmore")
+    failed = entry_of(
+        broken, "bad", 0.0, status="runtime_error", feedback="RuntimeError: boom\nmore"
+    )
     fix = proposer.propose(brief(failed, "fix", inspirations=(ancestor,), source=source))
     record = lineage_mod.parse(fix.description)
     assert record is not None and record.parent_id == "anc"
@@ -185,7 +211,8 @@ def test_the_package_knows_no_shipped_task() -> None:
     """Task names that are not also torch op names must not appear in the proposer's code."""
     functional = torch.nn.functional
     names = {
-        t.name for t in list_tasks()
+        t.name
+        for t in list_tasks()
         if not hasattr(torch, t.name) and not hasattr(functional, t.name)
     }
     assert "swish_scale" in names

@@ -52,8 +52,13 @@ PROGRAMS: dict[str, str] = {
     ),
     "gemm_scale_residual": task(
         body("self.matmul = nn.Linear(16, 24)", "self.scaling_factor = 0.5"),
-        body("x = self.matmul(x)", "original_x = x.clone().detach()", "x = x * self.scaling_factor",
-             "x = x + original_x", "return x"),
+        body(
+            "x = self.matmul(x)",
+            "original_x = x.clone().detach()",
+            "x = x * self.scaling_factor",
+            "x = x + original_x",
+            "return x",
+        ),
         "[torch.randn(10, 16)]",
     ),
     "conv_relu_bias": task(
@@ -73,39 +78,61 @@ PROGRAMS: dict[str, str] = {
     ),
     "gelu_tanh_formula": task(
         "        pass",
-        body("c = math.sqrt(2.0 / math.pi)",
-             "return 0.5 * x * (1 + torch.tanh(c * (x + 0.044715 * torch.pow(x, 3))))"),
+        body(
+            "c = math.sqrt(2.0 / math.pi)",
+            "return 0.5 * x * (1 + torch.tanh(c * (x + 0.044715 * torch.pow(x, 3))))",
+        ),
         "[torch.randn(64)]",
     ),
     "softmax_manual": task(
         body("self.linear = nn.Linear(12, 20)"),
-        body("x = self.linear(x)", "e = torch.exp(x - x.max(dim=1, keepdim=True)[0])",
-             "return e / e.sum(dim=1, keepdim=True)"),
+        body(
+            "x = self.linear(x)",
+            "e = torch.exp(x - x.max(dim=1, keepdim=True)[0])",
+            "return e / e.sum(dim=1, keepdim=True)",
+        ),
         "[torch.randn(7, 12)]",
     ),
     "softmax_inline": task(
         "        pass",
-        body("y = torch.exp(x) / torch.exp(x).sum(dim=-1, keepdim=True)",
-             "return y - torch.logsumexp(y, dim=-1, keepdim=True)"),
+        body(
+            "y = torch.exp(x) / torch.exp(x).sum(dim=-1, keepdim=True)",
+            "return y - torch.logsumexp(y, dim=-1, keepdim=True)",
+        ),
         "[torch.randn(5, 9)]",
     ),
     "rms_norm": task(
         body("self.weight = nn.Parameter(torch.randn(16))", "self.eps = 1e-6"),
-        body("h = x + residual", "variance = h.pow(2).mean(dim=-1, keepdim=True)",
-             "h = h * torch.rsqrt(variance + self.eps)", "return self.weight * h"),
-        "[torch.randn(3, 4, 16), torch.randn(3, 4, 16)]", params="x, residual",
+        body(
+            "h = x + residual",
+            "variance = h.pow(2).mean(dim=-1, keepdim=True)",
+            "h = h * torch.rsqrt(variance + self.eps)",
+            "return self.weight * h",
+        ),
+        "[torch.randn(3, 4, 16), torch.randn(3, 4, 16)]",
+        params="x, residual",
     ),
     "manual_linear": task(
-        body("self.weight = nn.Parameter(torch.randn(6, 10))",
-             "self.bias = nn.Parameter(torch.randn(6))"),
-        body("y = torch.matmul(x, self.weight.t()) + self.bias", "z = x @ self.weight.T + self.bias",
-             "return torch.where(y > 0, y, 0.0) + torch.maximum(z, torch.zeros_like(z))"),
+        body(
+            "self.weight = nn.Parameter(torch.randn(6, 10))",
+            "self.bias = nn.Parameter(torch.randn(6))",
+        ),
+        body(
+            "y = torch.matmul(x, self.weight.t()) + self.bias",
+            "z = x @ self.weight.T + self.bias",
+            "return torch.where(y > 0, y, 0.0) + torch.maximum(z, torch.zeros_like(z))",
+        ),
         "[torch.randn(4, 10)]",
     ),
     "identities": task(
         body("self.drop = nn.Dropout(0.0)"),
-        body("y = self.drop(x * 1.0) + 0", "y = F.dropout(y, p=0.0)", "y = y * 2 * 3",
-             "y = y ** 2 + y ** 0.5", "return (y / 1).contiguous() - 0"),
+        body(
+            "y = self.drop(x * 1.0) + 0",
+            "y = F.dropout(y, p=0.0)",
+            "y = y * 2 * 3",
+            "y = y ** 2 + y ** 0.5",
+            "return (y / 1).contiguous() - 0",
+        ),
         "[torch.rand(3, 5) + 0.1]",
     ),
     # Cases where an in-place rewrite would be wrong: the guards must keep the reference.
@@ -121,8 +148,13 @@ PROGRAMS: dict[str, str] = {
     ),
     "aliasing_view": task(
         "        pass",
-        body("y = torch.sigmoid(x)", "z = y.view(-1)", "y = y * 2", "w = torch.exp(z)",
-             "return w + y.sum()"),
+        body(
+            "y = torch.sigmoid(x)",
+            "z = y.view(-1)",
+            "y = y * 2",
+            "w = torch.exp(z)",
+            "return w + y.sum()",
+        ),
         "[torch.randn(3, 4)]",
     ),
     "value_used_later": task(
@@ -133,7 +165,8 @@ PROGRAMS: dict[str, str] = {
     "input_mutation_bait": task(
         "        pass",
         body("x = x * 1.5", "y = residual + x", "return y, residual * 2"),
-        "[torch.randn(5), torch.randn(5)]", params="x, residual",
+        "[torch.randn(5), torch.randn(5)]",
+        params="x, residual",
     ),
 }
 
@@ -161,6 +194,7 @@ def assert_equivalent(task_source: str, candidate: str, trials: int = 3) -> None
     ref_model = reference.Model(*reference.get_init_inputs())
     torch.manual_seed(0)
     new_model = new.ModelNew(*reference.get_init_inputs())
+    earlier: list[tuple[torch.Tensor, torch.Tensor]] = []  # (output, its value when returned)
     for trial in range(trials):
         torch.manual_seed(100 + trial)
         inputs = reference.get_inputs()
@@ -170,6 +204,9 @@ def assert_equivalent(task_source: str, candidate: str, trials: int = 3) -> None
             got = outputs(new_model(*inputs))
         for before, after in zip(kept, inputs, strict=True):
             assert torch.equal(before, after), "the candidate modified its input"
+        for output, value in earlier:  # a persistent buffer returned as output would change
+            assert torch.equal(output, value), "a later call changed an earlier call's output"
+        earlier += [(g, g.clone()) for g in got]
         assert len(got) == len(expected)
         for e, g in zip(expected, got, strict=True):
             assert type(g) is torch.Tensor and g.shape == e.shape and g.dtype == e.dtype
@@ -208,8 +245,9 @@ def test_every_fast_transformation_stacked(program: str) -> None:
     source = PROGRAMS[program]
     engine = Engine(float_inputs(source))
     order = sorted(FAST, key=lambda n: BY_NAME[n].stage)
-    code, _, _ = engine.apply_all(reference_as_candidate(source), [BY_NAME[n] for n in order],
-                                        random.Random(0))
+    code, _, _ = engine.apply_all(
+        reference_as_candidate(source), [BY_NAME[n] for n in order], random.Random(0)
+    )
     assert check_candidate(code) == []
     assert_equivalent(source, code)
 
@@ -224,8 +262,9 @@ def test_the_catalogue_covers_every_program() -> None:
 
 def rewritten(program: str, name: str) -> str:
     source = PROGRAMS[program]
-    applied = Engine(float_inputs(source)).apply(reference_as_candidate(source), BY_NAME[name],
-                                                  random.Random(0))
+    applied = Engine(float_inputs(source)).apply(
+        reference_as_candidate(source), BY_NAME[name], random.Random(0)
+    )
     assert applied is not None, f"{name} should apply to {program}"
     return applied.code
 
@@ -250,6 +289,8 @@ def rewritten(program: str, name: str) -> str:
         ("conv_relu_bias", "channels_last", "memory_format=torch.channels_last"),
         ("swish_chain", "inplace", "_iadd(x, self.bias)"),
         ("conv_relu_bias", "inplace", "x.relu_()"),
+        ("rms_norm", "out_buffers", "torch.pow(h, 2, out=self._scratch('t2', h))"),
+        ("softmax_inline", "out_buffers", "torch.exp(x, out=self._scratch("),
     ],
 )
 def test_rewrite_shape(program: str, name: str, expected: str) -> None:
@@ -293,8 +334,9 @@ def test_seed_renames_the_reference_and_drops_harness_functions() -> None:
 
 
 def test_seed_keeps_constants_the_model_uses() -> None:
-    source = task("        self.width = WIDTH", body("return x * self.width + OFFSET"),
-                  "[torch.randn(SIZE)]").replace(HEADER, HEADER + "WIDTH = 3\nOFFSET = 0.5\nSIZE = 7\n")
+    source = task(
+        "        self.width = WIDTH", body("return x * self.width + OFFSET"), "[torch.randn(SIZE)]"
+    ).replace(HEADER, HEADER + "WIDTH = 3\nOFFSET = 0.5\nSIZE = 7\n")
     seed = reference_as_candidate(source)
     assert "WIDTH = 3" in seed and "OFFSET = 0.5" in seed and "SIZE" not in seed
     assert_equivalent(source, seed)

@@ -6,7 +6,6 @@ Everything here is pure: it reads and builds ``ast`` nodes and never executes ca
 from __future__ import annotations
 
 import ast
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -55,15 +54,6 @@ FRESH_MODULES = frozenset(
     }
 )  # fmt: skip
 
-# Modules that behave differently in training and eval mode (so tracing/freezing is unsafe).
-MODE_DEPENDENT = frozenset(
-    {
-        "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
-        "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d",
-        "InstanceNorm3d", "SyncBatchNorm", "LazyBatchNorm1d", "LazyBatchNorm2d",
-    }
-)  # fmt: skip
-
 
 def parse(code: str) -> ast.Module:
     return ast.parse(code)
@@ -93,21 +83,8 @@ def unparse(tree: ast.AST) -> str:
     return _Unparser().visit(ast.fix_missing_locations(tree)) + "\n"
 
 
-def clone(node: ast.AST) -> ast.AST:
-    return copy.deepcopy(node)
-
-
 def same(a: ast.AST, b: ast.AST) -> bool:
     return ast.dump(a) == ast.dump(b)
-
-
-def expr(source: str) -> ast.expr:
-    """Parse one expression (used to build replacement nodes readably)."""
-    return ast.parse(source, mode="eval").body
-
-
-def stmt(source: str) -> ast.stmt:
-    return ast.parse(source).body[0]
 
 
 def find_class(tree: ast.Module, name: str = "ModelNew") -> ast.ClassDef | None:
@@ -119,13 +96,6 @@ def find_class(tree: ast.Module, name: str = "ModelNew") -> ast.ClassDef | None:
 
 def find_method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
     for node in cls.body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return node
-    return None
-
-
-def find_function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
-    for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             return node
     return None
@@ -229,7 +199,9 @@ class OpView:
     spelling: str  # "torch", "functional", "method" or "module"
 
 
-def op_view(node: ast.AST, aliases: Aliases, modules: dict[str, str] | None = None) -> OpView | None:
+def op_view(
+    node: ast.AST, aliases: Aliases, modules: dict[str, str] | None = None
+) -> OpView | None:
     if not isinstance(node, ast.Call):
         return None
     dotted = aliases.resolve(node.func)
@@ -304,8 +276,16 @@ def constant_value(node: ast.AST, aliases: Aliases) -> float | None:
     return None
 
 
-_NOT_MODULES = frozenset({"Parameter", "Buffer", "ParameterList", "ParameterDict",
-                          "UninitializedParameter", "UninitializedBuffer"})
+_NOT_MODULES = frozenset(
+    {
+        "Parameter",
+        "Buffer",
+        "ParameterList",
+        "ParameterDict",
+        "UninitializedParameter",
+        "UninitializedBuffer",
+    }
+)
 
 
 def submodules(cls: ast.ClassDef, aliases: Aliases) -> dict[str, str]:
@@ -331,7 +311,8 @@ def submodules(cls: ast.ClassDef, aliases: Aliases) -> dict[str, str]:
             if kind in _NOT_MODULES:
                 continue
             inplace = any(
-                kw.arg == "inplace" and not (isinstance(kw.value, ast.Constant) and not kw.value.value)
+                kw.arg == "inplace"
+                and not (isinstance(kw.value, ast.Constant) and not kw.value.value)
                 for kw in node.value.keywords
             )
             found[target.attr] = kind + ("!inplace" if inplace else "")

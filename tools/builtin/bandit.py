@@ -34,7 +34,9 @@ class Arm:
 class Bandit:
     """UCB1 over named arms with an optimistic, cost-aware prior."""
 
-    def __init__(self, costs: dict[str, float], *, prior: float = 0.2, explore: float = 0.15) -> None:
+    def __init__(
+        self, costs: dict[str, float], *, prior: float = 0.2, explore: float = 0.15
+    ) -> None:
         self.costs = dict(costs)
         self.prior = prior  # pseudo-reward of one imaginary pull, before the cost divide
         self.explore = explore

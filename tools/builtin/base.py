@@ -56,13 +56,17 @@ class Context:
         self.forward = find_method(cls, "forward_eager") or entry
         self.scalars = scalar_attrs(cls, self.aliases)
         params = forward_params(self.forward)
-        self.float_params = {p for p, is_float in zip(params, float_inputs, strict=False) if is_float}
+        self.float_params = {
+            p for p, is_float in zip(params, float_inputs, strict=False) if is_float
+        }
 
     def refresh(self) -> None:
         """Re-read imports after a transformation added one."""
         self.aliases = Aliases.of(self.tree)
         self.modules = submodules(self.cls, self.aliases)
-        functions = [n for n in self.cls.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"]
+        functions = [
+            n for n in self.cls.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"
+        ]
         self.aliases.constants = local_constants(functions, self.aliases)
 
     def scope(self) -> Scope:
@@ -76,39 +80,46 @@ class Context:
     def float_names(self) -> set[str]:
         """Names that hold a float tensor wherever they are bound (flow-insensitive, so safe).
 
-        Starts from the float inputs and keeps a local only if every assignment to it is
-        known to produce a float; iterates because floats flow through assignments.
+        A local counts only if every assignment to it is known to produce a float, given the
+        float inputs; iterates because floats flow through assignments.
         """
         bindings: dict[str, list[ast.expr | None]] = {p: [] for p in self.float_params}
         for fn in self.cls.body:
             if not isinstance(fn, ast.FunctionDef) or fn.name == "__init__":
                 continue
+            if fn is self.entry and fn is not self.forward:
+                continue  # a compiled forward only passes its arguments to the eager body
             for arg in fn.args.args[1:]:
                 if fn is not self.forward or arg.arg not in self.float_params:
                     bindings.setdefault(arg.arg, []).append(None)
             for node in ast.walk(fn):
-                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
-                    node.targets[0], ast.Name
+                if (
+                    isinstance(node, ast.Assign)
+                    and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)
                 ):
                     bindings.setdefault(node.targets[0].id, []).append(node.value)
                 elif (
                     isinstance(node, ast.Name)
                     and isinstance(node.ctx, ast.Store | ast.Del)
-                    and not any(isinstance(a, ast.Assign) and node in a.targets for a in ast.walk(fn))
+                    and not any(
+                        isinstance(a, ast.Assign) and node in a.targets for a in ast.walk(fn)
+                    )
                 ):
                     bindings.setdefault(node.id, []).append(None)
-        known: set[str] = set()
+        # Greatest fixpoint: assume every bound name is float, then drop names with a binding
+        # that is not (a self-update like `h = h * s` stays float if h's other bindings are).
+        known = {name for name, values in bindings.items() if all(v is not None for v in values)}
         probe = Scope(self.aliases, self.modules, [], known)
         while True:
-            grown = {
+            dropped = {
                 name
-                for name, values in bindings.items()
-                if all(v is not None and floating(v, probe) for v in values)
+                for name in known
+                if not all(v is not None and floating(v, probe) for v in bindings[name])
             }
-            if grown == known:
+            if not dropped:
                 return known
-            known.clear()
-            known.update(grown)
+            known -= dropped
 
     def torch_name(self) -> str:
         name = ensure_import(self.tree, "torch")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daedalus.tools.builtin import cpp, layout, memory, peephole, simplify
+from daedalus.tools.builtin import buffers, cpp, layout, memory, peephole, simplify
 from daedalus.tools.builtin.base import Change, Context, Transform, TransformFn
 from daedalus.tools.builtin.compilers import torch_compile
 from daedalus.tools.builtin.peephole import Rewrite, run_rewrites
@@ -30,6 +30,8 @@ def _softmax(ctx: Context) -> list[Change]:
 TRANSFORMS: tuple[Transform, ...] = (
     Transform("inplace", "memory", "elementwise ops written into dead temporaries (no new allocation)",
               memory.inplace_temporaries, stage=2),
+    Transform("out_buffers", "memory", "intermediates read only by reductions/matmuls written "
+              "into reusable out= buffers", buffers.out_buffers, stage=2),
     Transform("silu", "algebraic", "x * sigmoid(x) -> F.silu(x)", _pass("silu", peephole.silu)),
     Transform("gelu", "algebraic", "erf/tanh GELU formulas -> F.gelu", _pass("gelu", peephole.gelu)),
     Transform("relu", "algebraic", "clamp(min=0), max(x, 0), where(x>0, x, 0) -> relu",

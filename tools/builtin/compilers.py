@@ -19,9 +19,11 @@ EAGER = "forward_eager"
 def _call_args(fn: ast.FunctionDef) -> str:
     """The argument list that passes ``fn``'s parameters straight through."""
     args = fn.args
-    parts = [a.arg for a in args.posonlyargs[1:] + args.args[1:]] if args.posonlyargs else [
-        a.arg for a in args.args[1:]
-    ]
+    parts = (
+        [a.arg for a in args.posonlyargs[1:] + args.args[1:]]
+        if args.posonlyargs
+        else [a.arg for a in args.args[1:]]
+    )
     if args.vararg:
         parts.append("*" + args.vararg.arg)
     parts += [f"{a.arg}={a.arg}" for a in args.kwonlyargs]
@@ -48,9 +50,7 @@ def torch_compile(ctx: Context) -> list[Change]:
     ctx.cls.body.insert(index, eager)
     init = ctx.init_method()
     init.body.append(
-        parse(
-            f"self._compiled_forward = {torch}.compile(self.{EAGER}, dynamic=False)"
-        ).body[0]
+        parse(f"self._compiled_forward = {torch}.compile(self.{EAGER}, dynamic=False)").body[0]
     )
     return [
         Change(

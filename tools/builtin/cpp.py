@@ -51,7 +51,13 @@ _UNARY: dict[str, str] = {
     "log1p": "log1pf({0})",
     "expm1": "expm1f({0})",
 }
-_MODULE_UNARY = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "SiLU": "silu", "GELU": "gelu"}
+_MODULE_UNARY = {
+    "ReLU": "relu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "SiLU": "silu",
+    "GELU": "gelu",
+}
 _BINOPS: dict[type[ast.operator], str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
@@ -117,27 +123,46 @@ class _Translator:
             approx = keywords.pop("approximate", None)
             if isinstance(approx, ast.Constant) and approx.value == "tanh":
                 name = "gelu_tanh"
-            elif approx is not None and not (isinstance(approx, ast.Constant) and approx.value == "none"):
+            elif approx is not None and not (
+                isinstance(approx, ast.Constant) and approx.value == "none"
+            ):
                 raise _Unsupported(short(node))
         keywords.pop("inplace", None)
         if name in _UNARY and len(view.args) == 1 and not keywords:
             self.ops += 1
             return _UNARY[name].format(self.visit(view.args[0]))
-        if name in ("clamp", "hardtanh", "leaky_relu", "mul", "add", "sub", "div", "maximum", "minimum"):
+        if name in (
+            "clamp",
+            "hardtanh",
+            "leaky_relu",
+            "mul",
+            "add",
+            "sub",
+            "div",
+            "maximum",
+            "minimum",
+        ):
             return self.visit_multi(name, view.args, keywords, node)
         raise _Unsupported(short(node))
 
-    def visit_multi(self, name: str, args: list[ast.expr], keywords: dict[str | None, ast.expr],
-                    node: ast.expr) -> str:
+    def visit_multi(
+        self, name: str, args: list[ast.expr], keywords: dict[str | None, ast.expr], node: ast.expr
+    ) -> str:
         self.ops += 1
-        if name in ("mul", "add", "sub", "div", "maximum", "minimum") and len(args) == 2 and not keywords:
+        if (
+            name in ("mul", "add", "sub", "div", "maximum", "minimum")
+            and len(args) == 2
+            and not keywords
+        ):
             a, b = self.visit(args[0]), self.visit(args[1])
             if name in ("maximum", "minimum"):  # NaN propagates as in torch
                 cmp = ">" if name == "maximum" else "<"
                 return f"(({a} != {a} || {a} {cmp} {b}) ? {a} : {b})"
             return f"({a} {dict(mul='*', add='+', sub='-', div='/')[name]} {b})"
         if name == "leaky_relu" and len(args) <= 2:
-            slope = args[1] if len(args) == 2 else keywords.get("negative_slope", ast.Constant(0.01))
+            slope = (
+                args[1] if len(args) == 2 else keywords.get("negative_slope", ast.Constant(0.01))
+            )
             value = constant_value(slope, self.ctx.aliases)
             if value is None or (set(keywords) - {"negative_slope"}):
                 raise _Unsupported(short(node))
@@ -159,7 +184,9 @@ class _Translator:
             if low is not None:
                 expr = f"({expr} < {self.float_literal(low)} ? {self.float_literal(low)} : {expr})"
             if high is not None:
-                expr = f"({expr} > {self.float_literal(high)} ? {self.float_literal(high)} : {expr})"
+                expr = (
+                    f"({expr} > {self.float_literal(high)} ? {self.float_literal(high)} : {expr})"
+                )
             return expr
         raise _Unsupported(short(node))
 
@@ -242,7 +269,11 @@ def cpp_fuse(ctx: Context) -> list[Change]:
         ctx.refresh()
         load_inline = "load_inline"
     if "_FUSED_EXTENSIONS" not in {
-        t.id for n in ctx.tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        t.id
+        for n in ctx.tree.body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name)
     }:
         ctx.tree.body.insert(_after_imports(ctx.tree), parse("_FUSED_EXTENSIONS = {}").body[0])
     for node in reversed(parse(_kernel_source(kernel, digest, source, load_inline, torch)).body):
@@ -309,4 +340,3 @@ def {kernel}(*values):
     tensors = [v if isinstance(v, {torch}.Tensor) else {torch}.tensor(float(v)) for v in values]
     return _load{kernel}().run(tensors)
 '''
-

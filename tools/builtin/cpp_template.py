@@ -131,11 +131,11 @@ def render_source(n_inputs: int, body_lines: list[str]) -> str:
     params = ", ".join(f"float v{k}" for k in range(n_inputs))
     body = "\n".join(f"  {line}" for line in body_lines)
     value_fn = f"static inline float fused_value({params}) {{\n{body}\n}}\n"
-    pointers = "\n".join(
-        f"        const float* __restrict p{k} = p[{k}];" for k in range(n_inputs)
-    )
+    pointers = "\n".join(f"        const float* __restrict p{k} = p[{k}];" for k in range(n_inputs))
     args = ", ".join(f"p{k}[c]" for k in range(n_inputs))
     runner = (
-        _RUNNER.replace("@K@", str(n_inputs)).replace("@POINTERS@", pointers).replace("@ARGS@", args)
+        _RUNNER.replace("@K@", str(n_inputs))
+        .replace("@POINTERS@", pointers)
+        .replace("@ARGS@", args)
     )
     return f"{_HEADER}\n{value_fn}\n{runner}"

@@ -121,9 +121,12 @@ def floating(node: ast.AST, scope: Scope) -> bool:
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Div):
             return True
-        return floating(node.left, scope) or floating(node.right, scope) or (
-            isinstance(node.left, ast.Constant) and isinstance(node.left.value, float)
-        ) or (isinstance(node.right, ast.Constant) and isinstance(node.right.value, float))
+        return (
+            floating(node.left, scope)
+            or floating(node.right, scope)
+            or (isinstance(node.left, ast.Constant) and isinstance(node.left.value, float))
+            or (isinstance(node.right, ast.Constant) and isinstance(node.right.value, float))
+        )
     if isinstance(node, ast.UnaryOp):
         return floating(node.operand, scope)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):

@@ -48,7 +48,9 @@ def validate(code: str, reference: str | None = None, policy: Policy | None = No
     try:
         tree = ast.parse(code)
     except SyntaxError as exc:
-        raise InvalidCandidate(f"generated code does not parse: {exc.msg} (line {exc.lineno})") from exc
+        raise InvalidCandidate(
+            f"generated code does not parse: {exc.msg} (line {exc.lineno})"
+        ) from exc
     cls = find_class(tree)
     if cls is None:
         raise InvalidCandidate("generated code lost `class ModelNew`")
@@ -62,7 +64,9 @@ def validate(code: str, reference: str | None = None, policy: Policy | None = No
     if policy is not None:
         problems = policy(code)
         if problems:
-            raise InvalidCandidate("generated code breaks the candidate policy: " + "; ".join(problems))
+            raise InvalidCandidate(
+                "generated code breaks the candidate policy: " + "; ".join(problems)
+            )
 
 
 class Engine:

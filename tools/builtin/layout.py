@@ -88,9 +88,7 @@ def _merge_statements(fn: ast.FunctionDef) -> None:
             value = second.value
             left_hit = isinstance(value.left, ast.Name) and value.left.id == name
             right_hit = isinstance(value.right, ast.Name) and value.right.id == name
-            reads = sum(
-                1 for n in ast.walk(value) if isinstance(n, ast.Name) and n.id == name
-            )
+            reads = sum(1 for n in ast.walk(value) if isinstance(n, ast.Name) and n.id == name)
             if reads == 1 and (left_hit or right_hit):
                 if left_hit:
                     value.left = first.value
@@ -115,8 +113,13 @@ class _FoldRewrite(ast.NodeTransformer):
             return node
         attr, x, scale = found
         self.folded.add(attr)
-        call = ast.Call(func=ast.Attribute(value=ast.Name("self", ast.Load()), attr=f"_{attr}_scaled",
-                                           ctx=ast.Load()), args=[x, scale], keywords=[])
+        call = ast.Call(
+            func=ast.Attribute(
+                value=ast.Name("self", ast.Load()), attr=f"_{attr}_scaled", ctx=ast.Load()
+            ),
+            args=[x, scale],
+            keywords=[],
+        )
         self.changes.append(Change("fold_scale", self.where, f"{short(node)} -> {short(call)}"))
         return call
 
@@ -150,7 +153,11 @@ def channels_last(ctx: Context) -> list[Change]:
     init = ctx.init_method()
     dense: list[str] = []
     for node in ast.walk(init):
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call)):
+        if not (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.value, ast.Call)
+        ):
             continue
         target = node.targets[0]
         if not (isinstance(target, ast.Attribute) and ctx.modules.get(target.attr) == "Conv2d"):
@@ -183,7 +190,11 @@ def channels_last(ctx: Context) -> list[Change]:
             node.args[0] = parse(f"_x.contiguous(memory_format={fmt})").body[0].value  # type: ignore[attr-defined]
             node.args[0].func.value = arg  # type: ignore[attr-defined]
             converted.add(node.func.attr)
-            changes.append(Change("channels_last", fn.name, f"self.{node.func.attr}({short(arg)}) input in NHWC"))
+            changes.append(
+                Change(
+                    "channels_last", fn.name, f"self.{node.func.attr}({short(arg)}) input in NHWC"
+                )
+            )
     for attr in sorted(converted):
         init.body.append(parse(f"self.{attr}.to(memory_format={fmt})").body[0])
         changes.append(Change("channels_last", "__init__", f"self.{attr} weights stored in NHWC"))

@@ -56,7 +56,11 @@ _BINOP_HELPER: dict[type[ast.operator], str] = {
     ast.Mult: "_imul",
     ast.Div: "_idiv",
 }
-_COMMUTED_HELPER: dict[type[ast.operator], str] = {ast.Add: "_iadd", ast.Mult: "_imul", ast.Sub: "_irsub"}
+_COMMUTED_HELPER: dict[type[ast.operator], str] = {
+    ast.Add: "_iadd",
+    ast.Mult: "_imul",
+    ast.Sub: "_irsub",
+}
 
 # Unary ops with a method in-place twin (x.sigmoid() -> x.sigmoid_()).
 _METHOD_INPLACE = frozenset(
@@ -210,8 +214,10 @@ def inplace_temporaries(ctx: Context) -> list[Change]:
     for index, node in enumerate(body):
         target = simple_target(node)
         value = node.value if isinstance(node, ast.Assign | ast.Return) else None
-        if value is None or not isinstance(node, ast.Assign | ast.Return) or (
-            isinstance(node, ast.Assign) and target is None
+        if (
+            value is None
+            or not isinstance(node, ast.Assign | ast.Return)
+            or (isinstance(node, ast.Assign) and target is None)
         ):
             disown_escaping(node, scope)
             for name in bound_names(node):
@@ -226,7 +232,9 @@ def inplace_temporaries(ctx: Context) -> list[Change]:
         node.value = new_value
         after = short(new_value)
         if after != before:
-            changes.append(Change("inplace", f"forward, statement {index + 1}", f"{before} -> {after}"))
+            changes.append(
+                Change("inplace", f"forward, statement {index + 1}", f"{before} -> {after}")
+            )
             helpers |= rewriter.helpers
         scope.owned -= rewriter.consumed
         disown_escaping(new_value, scope)
@@ -254,8 +262,5 @@ def _order_helpers(ctx: Context) -> None:
     if fits is None:
         return
     body.remove(fits)
-    first = next(
-        i for i, n in enumerate(body) if isinstance(n, ast.FunctionDef | ast.ClassDef)
-    )
+    first = next(i for i, n in enumerate(body) if isinstance(n, ast.FunctionDef | ast.ClassDef))
     body.insert(first, fits)
-

@@ -34,9 +34,15 @@ def pure(node: ast.AST) -> bool:
     if isinstance(node, ast.Attribute):
         return pure(node.value)
     if isinstance(node, ast.Subscript):
-        return pure(node.value) and all(
-            pure(n) for n in ast.walk(node.slice) if isinstance(n, ast.expr) and n is not node.slice
-        ) and not any(isinstance(n, ast.Call) for n in ast.walk(node.slice))
+        return (
+            pure(node.value)
+            and all(
+                pure(n)
+                for n in ast.walk(node.slice)
+                if isinstance(n, ast.expr) and n is not node.slice
+            )
+            and not any(isinstance(n, ast.Call) for n in ast.walk(node.slice))
+        )
     return False
 
 
@@ -83,7 +89,9 @@ def run_rewrites(ctx: Context, name: str, rewrite: Rewrite) -> list[Change]:
             if isinstance(node, ast.expr):
                 replacement = rewrite(as_binop(node), ctx)
                 if replacement is not None and not same(replacement, node):
-                    changes.append(Change(name, self.where, f"{short(node)} -> {short(replacement)}"))
+                    changes.append(
+                        Change(name, self.where, f"{short(node)} -> {short(replacement)}")
+                    )
                     return ast.copy_location(replacement, node)
             return node
 
@@ -109,7 +117,9 @@ def unary_arg(node: ast.AST, ctx: Context, names: set[str]) -> ast.expr | None:
 def call(func: str, *args: ast.expr, **kwargs: ast.expr) -> ast.Call:
     node = ast.parse(func, mode="eval").body
     return ast.Call(
-        func=node, args=list(args), keywords=[ast.keyword(arg=k, value=v) for k, v in kwargs.items()]
+        func=node,
+        args=list(args),
+        keywords=[ast.keyword(arg=k, value=v) for k, v in kwargs.items()],
     )
 
 
@@ -210,7 +220,12 @@ def gelu(node: ast.expr, ctx: Context) -> ast.expr | None:
             continue
         for lin, cubic in ((poly.left, poly.right), (poly.right, poly.left)):
             k, cube = factors(cubic, ctx.aliases)
-            if same(lin, x) and _close(k, 0.044715) and len(cube) == 1 and _is_cube(cube[0], x, ctx):
+            if (
+                same(lin, x)
+                and _close(k, 0.044715)
+                and len(cube) == 1
+                and _is_cube(cube[0], x, ctx)
+            ):
                 return call(f"{ctx.functional_name()}.gelu", x, approximate=ast.Constant("tanh"))
     return None
 
@@ -230,7 +245,12 @@ def relu(node: ast.expr, ctx: Context) -> ast.expr | None:
             x = args[0] if constant_value(args[1], ctx.aliases) == 0.0 else None
         elif view.name in ("maximum", "max") and len(args) == 2 and pure(args[0]):
             zeros = view_of(args[1], ctx)
-            if zeros and zeros.name == "zeros_like" and len(zeros.args) == 1 and same(zeros.args[0], args[0]):
+            if (
+                zeros
+                and zeros.name == "zeros_like"
+                and len(zeros.args) == 1
+                and same(zeros.args[0], args[0])
+            ):
                 x = args[0]
         elif view.name == "where" and len(args) == 3 and pure(args[1]):
             cond = args[0]

@@ -149,7 +149,9 @@ class BuiltinProposer:
                 return Proposal(code="", error=f"the built-in proposer cannot start: {exc}")
             engine = self._engine(brief.task_source)
             seen = set(self._proposed)
-            seen |= {_key(e.code) for e in (brief.parent, *brief.inspirations, *brief.failures) if e.code}
+            seen |= {
+                _key(e.code) for e in (brief.parent, *brief.inspirations, *brief.failures) if e.code
+            }
             handler = {
                 "fix": self._fix,
                 "crossover": self._crossover,
@@ -163,7 +165,9 @@ class BuiltinProposer:
     def _engine(self, task_source: str) -> Engine:
         digest = hashlib.sha256(task_source.encode()).hexdigest()
         if digest not in self._engines:
-            self._engines[digest] = Engine(float_inputs(task_source), check_policy=self.check_policy)
+            self._engines[digest] = Engine(
+                float_inputs(task_source), check_policy=self.check_policy
+            )
         return self._engines[digest]
 
     def _order(self, names: Iterable[str], rng: random.Random, *, adaptive: bool) -> list[str]:
@@ -173,8 +177,9 @@ class BuiltinProposer:
         rng.shuffle(names)
         return names
 
-    def _replay(self, engine: Engine, seed: str, names: Iterable[str],
-                rng: random.Random) -> tuple[str, list[Change], list[str]]:
+    def _replay(
+        self, engine: Engine, seed: str, names: Iterable[str], rng: random.Random
+    ) -> tuple[str, list[Change], list[str]]:
         """The seed with ``names`` applied in stage order (how every lineage is rebuilt)."""
         known = [n for n in dict.fromkeys(names) if n in self.transforms]
         order = sorted(known, key=lambda n: self.transforms[n].stage)
@@ -202,7 +207,9 @@ class BuiltinProposer:
         for name in self._order(set(self.transforms) - blocked, rng, adaptive=adaptive):
             try:
                 if base.history is not None and base.seed is not None:
-                    code, changes, applied = self._replay(engine, base.seed, (*base.history, name), rng)
+                    code, changes, applied = self._replay(
+                        engine, base.seed, (*base.history, name), rng
+                    )
                     if name not in applied:
                         continue
                     step = _Step(code, changes, [name], tuple(applied))
@@ -210,9 +217,16 @@ class BuiltinProposer:
                     result = engine.apply(base.code, self.transforms[name], rng)
                     if result is None:
                         continue
-                    step = _Step(result.code, list(result.changes), [name], (*(base.history or (EXTERNAL,)), name))
+                    step = _Step(
+                        result.code,
+                        list(result.changes),
+                        [name],
+                        (*(base.history or (EXTERNAL,)), name),
+                    )
             except InvalidCandidate as exc:
-                log.warning("built-in transformation %s produced an invalid candidate: %s", name, exc)
+                log.warning(
+                    "built-in transformation %s produced an invalid candidate: %s", name, exc
+                )
                 continue
             if _key(step.code) in seen or canonical(step.code) == canonical(base.code):
                 continue
@@ -266,17 +280,21 @@ class BuiltinProposer:
     def _name(entry: ArchiveEntry | None) -> str:
         return f"candidate {entry.candidate_id}" if entry is not None else "the seed"
 
-    def _improve(self, brief: Brief, engine: Engine, seed: str, seen: set[str],
-                 rng: random.Random) -> Proposal:
+    def _improve(
+        self, brief: Brief, engine: Engine, seed: str, seen: set[str], rng: random.Random
+    ) -> Proposal:
         parent = brief.parent if self._usable(brief.parent) else None
         step = self._step(engine, self._base(parent, seed), rng, seen)
         return self._finish("improve", step, parent, self._name(parent))
 
-    def _fix(self, brief: Brief, engine: Engine, seed: str, seen: set[str],
-             rng: random.Random) -> Proposal:
+    def _fix(
+        self, brief: Brief, engine: Engine, seed: str, seen: set[str], rng: random.Random
+    ) -> Proposal:
         failed = brief.parent
         record = lineage.parse(failed.description) if failed.description else None
-        working = {e.candidate_id: e for e in brief.inspirations if self._usable(e) and e.status == "ok"}
+        working = {
+            e.candidate_id: e for e in brief.inspirations if self._usable(e) and e.status == "ok"
+        }
         ancestor = working.get(record.parent_id) if record is not None else None
         if ancestor is None and working:
             ancestor = max(working.values(), key=lambda e: e.score)
@@ -291,8 +309,9 @@ class BuiltinProposer:
         )
         return self._finish("fix", step, ancestor, self._name(ancestor), note)
 
-    def _crossover(self, brief: Brief, engine: Engine, seed: str, seen: set[str],
-                   rng: random.Random) -> Proposal:
+    def _crossover(
+        self, brief: Brief, engine: Engine, seed: str, seen: set[str], rng: random.Random
+    ) -> Proposal:
         a = brief.parent
         la = self._base(a, seed).history if self._usable(a) else None
         partners = [
@@ -312,7 +331,9 @@ class BuiltinProposer:
         except InvalidCandidate as exc:
             log.warning("replaying %s produced an invalid candidate: %s", (*la, *chosen), exc)
             return self._improve(brief, engine, seed, seen, rng)
-        step: _Step | None = _Step(code, changes, [n for n in applied if n not in la], tuple(applied))
+        step: _Step | None = _Step(
+            code, changes, [n for n in applied if n not in la], tuple(applied)
+        )
         if step is not None and (not step.applied or _key(code) in seen):
             step = self._step(engine, _Base(code, tuple(applied), seed), rng, seen)
         note = (
@@ -321,8 +342,9 @@ class BuiltinProposer:
         )
         return self._finish("crossover", step, a, "the recombined lineage", note)
 
-    def _explore(self, brief: Brief, engine: Engine, seed: str, seen: set[str],
-                 rng: random.Random) -> Proposal:
+    def _explore(
+        self, brief: Brief, engine: Engine, seed: str, seen: set[str], rng: random.Random
+    ) -> Proposal:
         parent = brief.parent if self._usable(brief.parent) else None
         base = self._base(parent, seed)
         depth = rng.randint(2, 3)
@@ -333,11 +355,15 @@ class BuiltinProposer:
             if step is None:
                 break
             replayed = base.history is not None  # replays already list every change since the seed
-            total = step if total is None else _Step(
-                step.code,
-                step.changes if replayed else total.changes + step.changes,
-                total.applied + step.applied,
-                step.lineage,
+            total = (
+                step
+                if total is None
+                else _Step(
+                    step.code,
+                    step.changes if replayed else total.changes + step.changes,
+                    total.applied + step.applied,
+                    step.lineage,
+                )
             )
             base = _Base(step.code, step.lineage if replayed else None, base.seed)
         if total is not None and _key(total.code) in seen:

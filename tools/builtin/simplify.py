@@ -46,8 +46,13 @@ def identity(node: ast.expr, ctx: Context) -> ast.expr | None:
         return None
     if view.spelling == "module" and view.name in ("Identity",) and len(view.args) == 1:
         return view.args[0]
-    if view.spelling == "functional" and view.name in ("dropout", "dropout1d", "dropout2d",
-                                                         "dropout3d", "alpha_dropout"):
+    if view.spelling == "functional" and view.name in (
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "alpha_dropout",
+    ):
         p = keyword(view, "p", 1)
         training = keyword(view, "training", 2)
         inplace = keyword(view, "inplace", 3)
@@ -90,19 +95,31 @@ def drop_self_assignments(ctx: Context) -> list[Change]:
 def _dropout_modules(ctx: Context) -> set[str]:
     """``self.attr = nn.Dropout(0.0)`` style modules, identities in every mode."""
     found: set[str] = set()
-    init = next((n for n in ctx.cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    init = next(
+        (n for n in ctx.cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None
+    )
     if init is None:
         return found
     for node in ast.walk(init):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.value, ast.Call)
+        ):
             target = node.targets[0]
             kind = ctx.modules.get(target.attr, "") if isinstance(target, ast.Attribute) else ""
             if not kind.startswith("Dropout") and kind != "AlphaDropout":
                 continue
-            p = node.value.args[0] if node.value.args else next(
-                (kw.value for kw in node.value.keywords if kw.arg == "p"), None
+            p = (
+                node.value.args[0]
+                if node.value.args
+                else next((kw.value for kw in node.value.keywords if kw.arg == "p"), None)
             )
-            if p is not None and constant_value(p, ctx.aliases) == 0.0 and isinstance(target, ast.Attribute):
+            if (
+                p is not None
+                and constant_value(p, ctx.aliases) == 0.0
+                and isinstance(target, ast.Attribute)
+            ):
                 found.add(target.attr)
     return found
 
@@ -124,7 +141,11 @@ def zero_dropout(node: ast.expr, ctx: Context) -> ast.expr | None:
 def _mutated(fn: ast.FunctionDef, names: set[str]) -> bool:
     """Any in-place write to one of ``names`` anywhere in the function."""
     for node in ast.walk(fn):
-        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id in names:
+        if (
+            isinstance(node, ast.AugAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id in names
+        ):
             return True
         if isinstance(node, ast.Call):
             func = node.func
@@ -138,7 +159,9 @@ def _mutated(fn: ast.FunctionDef, names: set[str]) -> bool:
             for kw in node.keywords:
                 in_place = isinstance(kw.value, ast.Constant) and kw.value.value is True
                 writes = kw.arg == "out" or (kw.arg == "inplace" and in_place)
-                if writes and any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node)):
+                if writes and any(
+                    isinstance(n, ast.Name) and n.id in names for n in ast.walk(node)
+                ):
                     return True
             if isinstance(func, ast.Name) and func.id.startswith("_i"):
                 return True  # our in-place helpers: be conservative
@@ -177,7 +200,12 @@ def clone(ctx: Context) -> list[Change]:
             value = node.value
             detach = False
             view = view_of(value, ctx)
-            if view is not None and view.name == "detach" and len(view.args) == 1 and view.spelling == "method":
+            if (
+                view is not None
+                and view.name == "detach"
+                and len(view.args) == 1
+                and view.spelling == "method"
+            ):
                 detach = True
                 value = view.args[0]
                 view = view_of(value, ctx)
@@ -192,13 +220,19 @@ def clone(ctx: Context) -> list[Change]:
                 continue
             if any(loads(later, target.id) and isinstance(later, ast.Return) for later in fn.body):
                 continue  # keep outputs distinct objects from the values they were built from
-            if any(target.id in bound_names(s) for s in fn.body[index + 1 :] if not isinstance(s, ast.Assign)):
+            if any(
+                target.id in bound_names(s)
+                for s in fn.body[index + 1 :]
+                if not isinstance(s, ast.Assign)
+            ):
                 continue
             before = short(node.value)
             new: ast.expr = ast.Name(id=source.id, ctx=ast.Load())
             if detach:
                 new = ast.Call(
-                    func=ast.Attribute(value=new, attr="detach", ctx=ast.Load()), args=[], keywords=[]
+                    func=ast.Attribute(value=new, attr="detach", ctx=ast.Load()),
+                    args=[],
+                    keywords=[],
                 )
             node.value = new
             changes.append(Change("clone", fn.name, f"{before} -> {short(new)}"))
@@ -275,7 +309,12 @@ def softmax(node: ast.expr, ctx: Context) -> ast.expr | None:
             if isinstance(shift, ast.Subscript | ast.Attribute):  # max(...)[0] / max(...).values
                 shift = shift.value
             sv = view_of(shift, ctx)
-            if sv is not None and sv.name in ("max", "amax") and sv.args and same(sv.args[0], x.left):
+            if (
+                sv is not None
+                and sv.name in ("max", "amax")
+                and sv.args
+                and same(sv.args[0], x.left)
+            ):
                 shift_dim = keyword(sv, "dim", 1)
                 shift_keep = keyword(sv, "keepdim", 2)
                 kept = isinstance(shift_keep, ast.Constant) and shift_keep.value is True
@@ -289,7 +328,12 @@ def softmax(node: ast.expr, ctx: Context) -> ast.expr | None:
         return call(f"{torch()}.softmax", x, dim=summed[1])
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and pure(node.left):
         view = view_of(node.right, ctx)
-        if view is None or view.name != "logsumexp" or not view.args or not same(view.args[0], node.left):
+        if (
+            view is None
+            or view.name != "logsumexp"
+            or not view.args
+            or not same(view.args[0], node.left)
+        ):
             return None
         dim = keyword(view, "dim", 1)
         keep = keyword(view, "keepdim", 2)
@@ -338,7 +382,9 @@ def softmax_statements(ctx: Context) -> list[Change]:
             replaced = softmax(_substitute(value, name.id, first.value), ctx)
             if replaced is None:
                 continue
-            changes.append(Change("softmax", fn.name, f"{short(first)}; {short(second)} -> {short(replaced)}"))
+            changes.append(
+                Change("softmax", fn.name, f"{short(first)}; {short(second)} -> {short(replaced)}")
+            )
             second.value = replaced
             dropped.add(id(first))
         fn.body = [s for s in body if id(s) not in dropped]
