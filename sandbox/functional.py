@@ -25,6 +25,12 @@ _OPAQUE_MODULES = ("triton", "torch.utils.cpp_extension")
 
 
 class _Recorder(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise __torch_dispatch__ is wrapped in torch._disable_dynamo, whose first call
+        # imports torch._dynamo: ~3 s and ~150 MB that every forked child would carry.
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.trace: list[str] = []
@@ -41,8 +47,8 @@ class _Recorder(TorchDispatchMode):
 
 
 def warm_up() -> None:
-    """The first dispatch-mode trace in a process imports torch._dynamo (~3 s): pay that once
-    in the fork server, not in every child. Single-threaded tiny ops: fork-safe."""
+    """Run one tiny trace in the fork server so children inherit whatever the first
+    dispatch-mode trace initialises. Single-threaded tiny ops: fork-safe."""
     with _Recorder():
         torch.ones(4) * 2
 
