@@ -106,17 +106,21 @@ class ChatSession:
 
         from daedalus.tools.llm import LLMGateway
 
-        self.gateway = LLMGateway(llm)
-        self.gateway.check()  # a missing key fails here, before anything is stored
-        self.hooks = hooks or ChatHooks()
-        self.auto_approve = auto_approve
         self._conn = connect(home)
         self.threads = ThreadIndex(self._conn)
+        try:
+            resumed = self.threads.resolve(thread_id) if thread_id else None
+            self.gateway = LLMGateway(llm)
+            self.gateway.check()  # a missing key fails here, before a thread is created
+        except BaseException:
+            self._conn.close()
+            raise
+        self.thread_id = resumed or self.threads.create(model=llm.model)
+        self.hooks = hooks or ChatHooks()
+        self.auto_approve = auto_approve
         self.actions = Actions(archive, home=home, llm=llm, status=lambda m: self.hooks.on_status(m))
         self.toolbox = Toolbox(ArchiveTools(archive, home=home), self.actions)
         self.graph = build_chat_graph(self, checkpointer=SqliteSaver(self._conn))
-        self.thread_id = (self.threads.resolve(thread_id) if thread_id
-                          else self.threads.create(model=llm.model))
         self._config: Any = {"configurable": {"thread_id": self.thread_id}, "recursion_limit": 500}
 
     def close(self) -> None:

@@ -257,3 +257,23 @@ def test_thread_is_resumed_from_the_checkpointer(chat: Any, world: World, stub_l
     contents = [m.get("content") for m in stub_llm.requests[-1]["messages"]]
     assert "remember the word PAPAYA" in contents and "Noted: PAPAYA." in contents
     assert json.dumps(again.history()).count("PAPAYA") == 3
+
+
+def test_one_shot_message_answers_a_waiting_confirmation(chat: Any, world: World, stub_llm: StubLLM) -> None:
+    """`daedalus chat --thread T -m TEXT`: yes-words approve, no-words decline, other text
+    declines with the text as the user's note."""
+    from daedalus.agent.cli_chat import _one_shot
+
+    for message, note in (("no", "(none)"), ("Nope.", "(none)"), ("rather try a chunked loop", "rather try a chunked loop")):
+        stub_llm.script([
+            Reply(tool_calls=[ToolCall("propose_variant", {"candidate": world.seed_id, "instruction": "fuse"})]),
+            variant(3), "Not evaluated.",
+        ])
+        session = chat()
+        assert _one_shot(session, "vary the seed", yes=False).pending
+        turn = _one_shot(session, message, yes=False)
+        result = turn.tool_calls[0]["result"]
+        assert result["declined"] is True and result["user_note"] == note, (message, result)
+        assert turn.reply == "Not evaluated." and session.pending() is None
+    with pytest.raises(RuntimeError, match="nothing in this thread waits"):
+        session.answer(True)
