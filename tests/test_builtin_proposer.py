@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_bandit_shifts_toward_rewarded_transformations() -> None:
         score = 3.0 if applied(proposal) == ["inplace"] else 0.9
         learner.observe(proposal, parent_score=1.0, score=score)
     assert learner.bandit.arms["inplace"].pulls >= 1
-    ranked = learner.bandit.rank(learner.transforms, __import__("random").Random(0))
+    ranked = learner.bandit.rank(learner.transforms, random.Random(0))
     assert ranked[0] == "inplace"
     assert applied(learner.propose(brief(seed_entry(), seed=99))) == ["inplace"]
 
@@ -137,6 +138,11 @@ def test_bandit_is_rebuilt_from_archived_descriptions() -> None:
         live.observe(proposal, parent_score=1.0, score=score)
         entries.append(entry_of(proposal, f"c{i}", score))
     resumed = fast()
+    pending = [
+        ArchiveEntry(e.candidate_id, e.code, "pending", 0.0, description=e.description)
+        for e in entries
+    ]
+    assert resumed.warm_start(pending) == 0  # in flight: its outcome is not known yet
     assert resumed.warm_start(entries) == len(entries)
     assert resumed.bandit.snapshot() == live.bandit.snapshot()
     assert resumed.warm_start(entries) == 0  # never counted twice
@@ -197,8 +203,8 @@ def test_code_the_proposer_did_not_write_is_transformed_directly() -> None:
     assert lineage_mod.parse(again.description).lineage[0] == "external"  # type: ignore[union-attr]
 
 
-def test_other_task_kinds_get_a_clear_error() -> None:
-    proposal = BuiltinProposer().propose(brief(seed_entry(), kind="architecture"))
+def test_unknown_task_kinds_get_a_clear_error() -> None:
+    proposal = BuiltinProposer().propose(brief(seed_entry(), kind="mystery"))
     assert proposal.code == "" and proposal.error and "--proposer llm" in proposal.error
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,9 +39,8 @@ class Change:
 class Context:
     """A candidate being transformed: its syntax tree and what is known about it."""
 
-    def __init__(self, tree: ast.Module, rng: random.Random, float_inputs: tuple[bool, ...] = ()):
+    def __init__(self, tree: ast.Module, float_inputs: tuple[bool, ...] = ()):
         self.tree = tree
-        self.rng = rng
         cls = find_class(tree)
         if cls is None:
             raise ValueError("the candidate defines no `class ModelNew`")
@@ -122,12 +120,17 @@ class Context:
             known -= dropped
 
     def torch_name(self) -> str:
-        name = ensure_import(self.tree, "torch")
-        self.refresh()
-        return name
+        return self._module_name("torch", None)
 
     def functional_name(self) -> str:
-        name = ensure_import(self.tree, "torch.nn.functional", "F")
+        return self._module_name("torch.nn.functional", "F")
+
+    def _module_name(self, module: str, asname: str | None) -> str:
+        """A local spelling of ``module``, importing it first if the candidate does not."""
+        for local, target in self.aliases.names.items():
+            if target == module and (asname is None or local == asname):
+                return local
+        name = ensure_import(self.tree, module, asname)
         self.refresh()
         return name
 

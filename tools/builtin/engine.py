@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-import random
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +31,7 @@ class Applied:
     changes: tuple[Change, ...]
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical(code: str) -> str:
     """Source identity that ignores formatting and comments (to avoid proposing a repeat)."""
     try:
@@ -70,17 +71,33 @@ def validate(code: str, reference: str | None = None, policy: Policy | None = No
 
 
 class Engine:
-    """Applies catalogue transformations; never returns unchanged or invalid code."""
+    """Applies catalogue transformations; never returns unchanged or invalid code.
+
+    Transformations are pure functions of the source, so results are memoised: replaying a
+    lineage from the seed (which the proposer does for every candidate step) reuses the
+    prefix it shares with earlier replays.
+    """
+
+    _MEMO_LIMIT = 4096
 
     def __init__(self, float_inputs: tuple[bool, ...] = (), *, check_policy: bool = True) -> None:
         self.float_inputs = float_inputs
         self.policy = _load_policy() if check_policy else None
+        self._memo: dict[tuple[str, str], Applied | None] = {}
 
-    def apply(self, code: str, transform: Transform, rng: random.Random) -> Applied | None:
+    def apply(self, code: str, transform: Transform) -> Applied | None:
         """``transform`` applied to ``code``, or None where its pattern matches nowhere."""
+        key = (code, transform.name)
+        if key not in self._memo:
+            if len(self._memo) >= self._MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = self._apply(code, transform)
+        return self._memo[key]
+
+    def _apply(self, code: str, transform: Transform) -> Applied | None:
         try:
             tree = ast.parse(code)
-            ctx = Context(tree, rng, self.float_inputs)
+            ctx = Context(tree, self.float_inputs)
         except (SyntaxError, ValueError):
             return None
         changes = transform.fn(ctx)
@@ -93,13 +110,13 @@ class Engine:
         return Applied(new_code, tuple(changes))
 
     def apply_all(
-        self, code: str, transforms: Sequence[Transform], rng: random.Random
+        self, code: str, transforms: Sequence[Transform]
     ) -> tuple[str, list[Change], list[str]]:
         """Apply each transform in order where it matches: (code, changes, names applied)."""
         changes: list[Change] = []
         applied: list[str] = []
         for transform in transforms:
-            result = self.apply(code, transform, rng)
+            result = self.apply(code, transform)
             if result is not None:
                 code = result.code
                 changes.extend(result.changes)

@@ -39,6 +39,7 @@ Selection = Literal["adaptive", "random"]
 # Lineage marker for proposals built on code the proposer did not write (e.g. an LLM's): such
 # a lineage cannot be replayed from the seed, so transformations apply to the code directly.
 EXTERNAL = "external"
+_FINAL = frozenset({"ok", "rejected", "compile_error", "runtime_error", "timeout", "incorrect"})
 
 
 @dataclass
@@ -117,8 +118,8 @@ class BuiltinProposer:
         used = 0
         for entry in entries:
             record = lineage.parse(entry.description) if entry.description else None
-            if record is None or not entry.code:
-                continue
+            if record is None or not entry.code or entry.status not in _FINAL:
+                continue  # not ours, or still being evaluated (its outcome comes later)
             key = _key(entry.code)
             if key in self._credited:
                 continue
@@ -178,12 +179,12 @@ class BuiltinProposer:
         return names
 
     def _replay(
-        self, engine: Engine, seed: str, names: Iterable[str], rng: random.Random
+        self, engine: Engine, seed: str, names: Iterable[str]
     ) -> tuple[str, list[Change], list[str]]:
         """The seed with ``names`` applied in stage order (how every lineage is rebuilt)."""
         known = [n for n in dict.fromkeys(names) if n in self.transforms]
         order = sorted(known, key=lambda n: self.transforms[n].stage)
-        return engine.apply_all(seed, [self.transforms[n] for n in order], rng)
+        return engine.apply_all(seed, [self.transforms[n] for n in order])
 
     def _step(
         self,
@@ -207,14 +208,12 @@ class BuiltinProposer:
         for name in self._order(set(self.transforms) - blocked, rng, adaptive=adaptive):
             try:
                 if base.history is not None and base.seed is not None:
-                    code, changes, applied = self._replay(
-                        engine, base.seed, (*base.history, name), rng
-                    )
+                    code, changes, applied = self._replay(engine, base.seed, (*base.history, name))
                     if name not in applied:
                         continue
                     step = _Step(code, changes, [name], tuple(applied))
                 else:
-                    result = engine.apply(base.code, self.transforms[name], rng)
+                    result = engine.apply(base.code, self.transforms[name])
                     if result is None:
                         continue
                     step = _Step(
@@ -327,7 +326,7 @@ class BuiltinProposer:
         extra = [n for n in lb if n not in la]
         chosen = [n for n in extra if rng.random() < 0.5] or [rng.choice(extra)]
         try:
-            code, changes, applied = self._replay(engine, seed, (*la, *chosen), rng)
+            code, changes, applied = self._replay(engine, seed, (*la, *chosen))
         except InvalidCandidate as exc:
             log.warning("replaying %s produced an invalid candidate: %s", (*la, *chosen), exc)
             return self._improve(brief, engine, seed, seen, rng)
