@@ -19,7 +19,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from daedalus.agent import cli_review
+from daedalus.agent import cli_pareto, cli_review
 from daedalus.agent.cli_review import BackendOpt, FingerprintOpt, SearchOpt, TaskOpt
 
 if TYPE_CHECKING:
@@ -437,3 +437,4 @@ def best_command(
 
 
 cli_review.register(app)
+cli_pareto.register(app)

@@ -82,7 +82,7 @@ def run_command(
         _fail(str(exc))
 
     display = _Display(run_id, config.iterations, quiet=as_json,
-                       metric="speedup" if loaded.kind != "program" else loaded.objectives[0].name)
+                       metric="speedup" if loaded.kind == "kernel" else "score")
     holder: dict[str, RunContext] = {}
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -155,6 +155,10 @@ def _summary(archive: Any, run_id: str, wall_s: float, as_json: bool) -> None:
     console.rule(f"run {run_id} {summary['status']}")
     if best is not None and run.kind == "program":
         console.print(f"best: candidate [bold]{best.id}[/] — score {run.best_score:.6g}")
+    elif best is not None and run.kind == "architecture" and best.evaluation is not None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in best.evaluation.objectives.items())
+        console.print(f"best: candidate [bold]{best.id}[/] — score {run.best_score:.4f} ({shown}); "
+                      f"the Pareto front: daedalus archive pareto --run {run_id}")
     elif best is not None and summary["best_speedup"]:
         console.print(f"best: candidate [bold]{best.id}[/] — {summary['best_speedup']:.3f}x speedup (score {run.best_score:.3f})")
     else:

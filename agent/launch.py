@@ -147,15 +147,18 @@ def create_run(archive: Archive, task: Task, config: RunConfig) -> str:
     from daedalus.sandbox.static import normalized_hash
     from daedalus.tools.builtin.seed import reference_as_candidate
 
-    # A program task's seed is its initial program as written; a kernel's is the reference.
-    code = task.source if task.kind == "program" else reference_as_candidate(task.source)
+    # A program task's seed is its initial program as written, an architecture task's its
+    # seed design (already a ModelNew); a kernel's is the reference.
+    code = task.source if task.kind in ("program", "architecture") else reference_as_candidate(task.source)
     with archive.session() as s, s.begin():
         run = store.create_run(
             s,
             task=task.key,
             task_path=str(task.path),
             kind=task.kind,
-            config=config.model_dump(mode="json"),
+            # The objectives and their directions travel with the run (review's Pareto front).
+            config={**config.model_dump(mode="json"),
+                    "objectives": [{"name": o.name, "direction": o.direction} for o in task.objectives]},
             proposer=",".join(config.proposers),
             model=",".join(config.models) or "builtin",
             host=socket.gethostname(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from daedalus.agent.profile import architecture_card
 from daedalus.agent.security import redact
 from daedalus.tools.proposer import ArchiveEntry, Brief, Mode
 
@@ -113,7 +114,8 @@ def brief(
         # learns about the task from its instructions (and its evaluator, if it opted in).
         task_source=_program_context(task) if program else task.source,
         kind=task.kind,
-        instructions=str(task.settings.get("instructions") or task.description) if program else "",
+        instructions=(str(task.settings.get("instructions") or task.description) if program
+                      else architecture_card(task) if task.kind == "architecture" else ""),
         category=task.category,
         mode=proposal_mode,
         parent=entry(parent),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,42 @@ def features(code: str, axes: tuple[str, ...], metrics: dict[str, float] | None 
 
 def cell_key(values: dict[str, Any]) -> str:
     return "|".join(f"{k}={values[k]}" for k in sorted(values))
+
+
+# ---------------------------------------------------------------- Pareto front
+
+
+def objective_vector(candidate: Any, objectives: Sequence[Any]) -> tuple[float, ...] | None:
+    """The candidate's values of the task's objectives, oriented so larger is better for
+    each; None when its evaluation lacks one or a value is not finite."""
+    evaluation = getattr(candidate, "evaluation", None)
+    values = getattr(evaluation, "objectives", None) or {}
+    vector: list[float] = []
+    for objective in objectives:
+        value = values.get(objective.name)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return None
+        vector.append(float(value) if objective.direction == "max" else -float(value))
+    return tuple(vector)
+
+
+def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+
+def pareto_front(candidates: Sequence[Any], objectives: Sequence[Any]) -> list[Any]:
+    """The candidates no other candidate dominates on the objectives (equal points all stay)."""
+    scored = [(c, v) for c in candidates if (v := objective_vector(c, objectives)) is not None]
+    return [c for c, v in scored if not any(dominates(w, v) for _, w in scored)]
+
+
+def pareto_parent(rng: random.Random, candidates: Sequence[Any], objectives: Sequence[Any]) -> Any | None:
+    """A parent drawn uniformly from the Pareto front; None for single-objective tasks or
+    when no candidate carries every objective yet."""
+    if len(objectives) < 2:
+        return None
+    front = pareto_front(candidates, objectives)
+    return rng.choice(front) if front else None
 
 
 # ---------------------------------------------------------------- bandit over arms

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from daedalus import prompts
 from daedalus.tools.proposer import ArchiveEntry, Brief
+
+if TYPE_CHECKING:
+    from daedalus.tasks.model import Task
 
 Role = Literal["engineer", "researcher", "analyst"]
 EditFormat = Literal["full", "diff"]
@@ -147,6 +150,8 @@ def build_messages(brief: Brief, *, role: Role = "engineer",
     parent = _entry(brief.parent, code_limit=MAX_PARENT_CODE, label="parent")
     if brief.kind == "program":
         return _program_messages(brief, parent, role=role, edit_format=edit_format)
+    if brief.kind == "architecture":
+        return _architecture_messages(brief, parent, role=role, edit_format=edit_format)
     user = prompts.render(
         "proposal",
         role=role,
@@ -195,6 +200,36 @@ def _program_messages(brief: Brief, parent: dict[str, object], *, role: Role,
     )  # fmt: skip
     system = prompts.render("role_program", instructions=brief.instructions.strip())
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def architecture_card(task: Task) -> str:
+    """An architecture task described for a model: interface, data, training, checks, score."""
+    settings = task.settings
+    return prompts.render("arch_task", task_name=task.name, description=task.description,
+                          seed=task.seed, **settings)
+
+
+def _architecture_messages(brief: Brief, parent: dict[str, object], *, role: Role,
+                           edit_format: EditFormat) -> list[dict[str, str]]:
+    """An architecture task's prompt: the task card (``brief.instructions``, rendered by
+    ``architecture_card``) replaces the kernel reference and the kernel knowledge."""
+    user = prompts.render(
+        "arch_proposal",
+        role=role,
+        edit_format=edit_format,
+        card=brief.instructions.strip(),
+        task_source=brief.task_source.strip(),
+        mode=brief.mode,
+        parent=parent,
+        inspirations=[_entry(e, code_limit=MAX_OTHER_CODE, label=f"design {e.candidate_id}")
+                      for e in brief.inspirations],
+        failures=[_entry(e, code_limit=MAX_OTHER_CODE, label=f"failure {e.candidate_id}")
+                  for e in brief.failures],
+        lessons=_lessons(brief.lessons),
+        **split_guidance(brief.guidance),
+    )  # fmt: skip
+    return [{"role": "system", "content": prompts.render("role_architect", role=role)},
+            {"role": "user", "content": user}]
 
 
 def build_analyst_messages(*, task_name: str, category: str, results: Sequence[ArchiveEntry],

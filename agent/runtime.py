@@ -178,7 +178,11 @@ class RunContext:
         elif mode == "random":
             parent = store.sample_parent(s, run_id=self.run_id, rng=self._rng) or top[0]
         else:
-            parent = max(self._rng.sample(top, k=min(3, len(top))), key=lambda c: c.score or 0.0)
+            # Multi-objective tasks (accuracy, params, latency): exploit the Pareto front.
+            front_pool = (store.top_candidates(s, run_id=self.run_id, island=island, limit=64)
+                          if len(self.task.objectives) > 1 else [])
+            parent = planning.pareto_parent(self._rng, front_pool, self.task.objectives) or max(
+                self._rng.sample(top, k=min(3, len(top))), key=lambda c: c.score or 0.0)
         if n > 1 and proposals and proposals % self.config.migration_every == 0:
             source = store.top_candidates(s, run_id=self.run_id, island=(island - 1) % n, limit=1)
             if source:  # migration: the neighbour island's best seeds this island

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from daedalus.tools.builtin import lineage
+from daedalus.tools.builtin.arch_proposer import ArchitectureProposer
 from daedalus.tools.builtin.bandit import Bandit, reward
 from daedalus.tools.builtin.base import Change, Transform, float_inputs
 from daedalus.tools.builtin.catalogue import TRANSFORMS
@@ -86,10 +87,14 @@ class BuiltinProposer:
         self._proposed: set[str] = set()  # code keys proposed by this instance
         self._engines: dict[str, Engine] = {}
         self._programs = ProgramProposer()
+        self._architectures = ArchitectureProposer(selection=selection)
 
     # -- learning --------------------------------------------------------------------------
     def observe(self, proposal: Proposal, *, parent_score: float, score: float) -> None:
         """Credit the applied transformations with the improvement they earned."""
+        if proposal.meta and proposal.meta.get("kind") == "architecture":
+            self._architectures.observe(proposal, parent_score=parent_score, score=score)
+            return
         if proposal.meta and "moves" in proposal.meta:  # a program-task proposal
             self._programs.observe(proposal, parent_score=parent_score, score=score)
             return
@@ -133,6 +138,8 @@ class BuiltinProposer:
     def propose(self, brief: Brief) -> Proposal:
         if brief.kind == "program":  # generic programs: literal tuning and recombination
             return self._programs.propose(brief)
+        if brief.kind == "architecture":  # design mutations, judged by training
+            return self._architectures.propose(brief)
         if brief.kind != "kernel":
             return Proposal(
                 code="",
