@@ -254,12 +254,13 @@ def build_chat_graph(session: ChatSession, *, checkpointer: Any = None) -> Any:
             return {"error": redact(str(exc))}
         finally:
             hooks().on_reply_done()
-        message: dict[str, Any] = {"role": "assistant", "content": completion.text or None}
-        if completion.tool_calls and tools:
+        calls = completion.tool_calls if tools else []  # none were offered: ignore any
+        message: dict[str, Any] = {"role": "assistant", "content": completion.text or (None if calls else "")}
+        if calls:
             message["tool_calls"] = [
                 {"id": c.get("id") or f"call_{uuid.uuid4().hex[:12]}", "type": "function",
                  "function": {"name": c["name"], "arguments": c.get("arguments") or "{}"}}
-                for c in completion.tool_calls]
+                for c in calls]
         return {"messages": [message], "error": None, "cost_usd": completion.cost_usd,
                 "prompt_tokens": completion.prompt_tokens,
                 "completion_tokens": completion.completion_tokens}

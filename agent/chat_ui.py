@@ -93,9 +93,15 @@ class TerminalUI:
     def ask(self, actions: list[dict[str, Any]]) -> tuple[bool, str]:
         """The user's decision: yes, no, or anything else (a no, with that text as the reason)."""
         self.show_pending(actions)
-        text = self.console.input("[bold yellow]go ahead?[/] [dim](yes / no / what to change)[/] ")
+        text = ""
+        while not text:
+            try:
+                text = self.console.input("[bold yellow]go ahead?[/] [dim](yes / no / what to change)[/] ").strip()
+            except (EOFError, KeyboardInterrupt):
+                self.console.print()
+                return False, "cancelled at the prompt"
         verdict = parse_answer(text)
-        return (verdict is True, "" if verdict is not None else text.strip())
+        return (verdict is True, "" if verdict is not None else text)
 
     def history(self, messages: list[dict[str, Any]], *, limit: int = 20) -> None:
         from rich.markdown import Markdown

@@ -70,7 +70,8 @@ def _one_shot(session: ChatSession, message: str, yes: bool) -> Turn:
     if not session.pending():
         return session.send(message)
     verdict = parse_answer(message)
-    approve = yes or verdict is True
+    # An explicit no wins over --yes; --yes with other text approves and then sends the text.
+    approve = verdict is True or (yes and verdict is None)
     first = session.answer(approve, "" if approve or verdict is False else message)
     if not (yes and verdict is None) or first.pending:
         return first

@@ -277,3 +277,14 @@ def test_one_shot_message_answers_a_waiting_confirmation(chat: Any, world: World
         assert turn.reply == "Not evaluated." and session.pending() is None
     with pytest.raises(RuntimeError, match="nothing in this thread waits"):
         session.answer(True)
+
+
+def test_a_model_that_never_stops_calling_tools_must_answer(chat: Any, stub_llm: StubLLM) -> None:
+    from daedalus.agent.chat import MAX_ROUNDS
+
+    stub_llm.script(lambda request: Reply(tool_calls=[ToolCall("list_runs", {})]) if request.get("tools")
+                    else "Enough looking: here is the answer.")
+    turn = chat().send("loop forever")
+    assert turn.reply.endswith("Enough looking: here is the answer.")
+    assert len(turn.tool_calls) == MAX_ROUNDS
+    assert [bool(r.get("tools")) for r in stub_llm.requests] == [True] * MAX_ROUNDS + [False]
