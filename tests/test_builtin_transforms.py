@@ -75,6 +75,11 @@ PROGRAMS: dict[str, str] = {
         body("x = self.norm(x)", "return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))"),
         "[torch.randn(6, 32) * 2]",
     ),
+    "layernorm_gelu_module": task(
+        body("self.norm = nn.LayerNorm(32)"),
+        body("x = self.norm(x)", 'x = F.gelu(x, approximate="tanh")', "return F.gelu(x * 2)"),
+        "[torch.randn(6, 32) * 2]",
+    ),
     "gelu_tanh_formula": task(
         "        pass",
         body(
@@ -284,6 +289,7 @@ def rewritten(program: str, name: str) -> str:
         ("conv_relu_bias", "channels_last", "memory_format=torch.channels_last"),
         ("swish_chain", "inplace", "_iadd(x, self.bias)"),
         ("conv_relu_bias", "inplace", "x.relu_()"),
+        ("layernorm_gelu_module", "inplace", "torch.ops.aten.gelu_(x, approximate='tanh')"),
         ("rms_norm", "out_buffers", "torch.pow(h, 2, out=self._scratch('t2', h))"),
         ("softmax_inline", "out_buffers", "torch.exp(x, out=self._scratch("),
     ],

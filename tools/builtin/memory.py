@@ -183,6 +183,19 @@ class _Rewriter:
             node.keywords.append(ast.keyword(arg="inplace", value=ast.Constant(True)))
             self.made.add(id(node))
             return node
+        if name == "gelu" and view.spelling == "functional" and len(node.args) == 1:
+            # F.gelu has no inplace flag; ATen's gelu_ is the same kernel writing in place
+            extra = [kw for kw in node.keywords if kw.arg != "approximate"]
+            if extra or not self.takes(target):
+                return node
+            torch = self.ctx.torch_name()
+            call = ast.Call(
+                func=ast.parse(f"{torch}.ops.aten.gelu_", mode="eval").body,
+                args=[target],
+                keywords=list(node.keywords),
+            )
+            self.made.add(id(call))
+            return call
         if name in _METHOD_INPLACE and view.spelling in ("torch", "method", "module"):
             if not self.takes(target):
                 return node
