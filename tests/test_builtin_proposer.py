@@ -200,7 +200,9 @@ def test_code_the_proposer_did_not_write_is_transformed_directly() -> None:
     assert "self.scale * x" in proposal.code or "_imul" in proposal.code
     assert_equivalent(SOURCE, proposal.code)
     again = fast().propose(brief(entry_of(proposal, "p2", 1.2), seed=3))
-    assert lineage_mod.parse(again.description).lineage[0] == "external"  # type: ignore[union-attr]
+    trail = lineage_mod.parse(again.description).lineage  # type: ignore[union-attr]
+    assert trail[:2] == record.lineage and len(trail) == 3  # external > first > second
+    assert_equivalent(SOURCE, again.code)
 
 
 def test_unknown_task_kinds_get_a_clear_error() -> None:

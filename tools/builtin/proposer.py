@@ -58,6 +58,7 @@ class _Base:
     code: str
     history: tuple[str, ...] | None  # None: not ours (an LLM's, say); transforms apply directly
     seed: str | None = None
+    trail: tuple[str, ...] = (EXTERNAL,)  # the recorded lineage of code that is not ours
 
 
 def _key(code: str) -> str:
@@ -223,12 +224,7 @@ class BuiltinProposer:
                     result = engine.apply(base.code, self.transforms[name])
                     if result is None:
                         continue
-                    step = _Step(
-                        result.code,
-                        list(result.changes),
-                        [name],
-                        (*(base.history or (EXTERNAL,)), name),
-                    )
+                    step = _Step(result.code, list(result.changes), [name], (*base.trail, name))
             except InvalidCandidate as exc:
                 log.warning(
                     "built-in transformation %s produced an invalid candidate: %s", name, exc
@@ -253,7 +249,7 @@ class BuiltinProposer:
                 meta={"mode": mode},
             )
         parent_id = parent.candidate_id if parent is not None else ""
-        parent_score = parent.score if parent is not None else 0.0
+        parent_score = parent.score if parent is not None else 1.0  # the seed is the reference
         record = lineage.Record(mode, tuple(step.applied), step.lineage, parent_id, parent_score)
         description = lineage.describe(record, step.changes)
         if note:
@@ -273,7 +269,7 @@ class BuiltinProposer:
         if record is not None and EXTERNAL not in record.lineage:
             return _Base(entry.code, record.lineage, seed)
         if record is not None:
-            return _Base(entry.code, None)
+            return _Base(entry.code, None, trail=record.lineage)
         if canonical(entry.code) == canonical(seed):
             return _Base(entry.code, (), seed)
         return _Base(entry.code, None)
@@ -371,7 +367,7 @@ class BuiltinProposer:
                     step.lineage,
                 )
             )
-            base = _Base(step.code, step.lineage if replayed else None, base.seed)
+            base = _Base(step.code, step.lineage if replayed else None, base.seed, step.lineage)
         if total is not None and _key(total.code) in seen:
             total = None
         return self._finish("explore", total, parent, self._name(parent))
