@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -208,6 +209,7 @@ def connect_ray(address: str) -> Any:
             "--executor ray needs Ray, which is not installed: pip install 'daedalus[ray]' "
             "(the same version on every node)"
         ) from exc
+    _probe(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
                  configure_logging=True, ignore_reinit_error=True)  # fmt: skip
@@ -219,6 +221,20 @@ def connect_ray(address: str) -> Any:
             "with token auth, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN as on the cluster"
         ) from exc
     return ray
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds when nothing listens at HOST:PORT (Ray itself would retry for minutes)."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except (OSError, ValueError) as exc:
+        raise ExecutorError(
+            f"no Ray cluster answers at {address} ({exc}). Fix: check the head's address and port "
+            "(`daedalus worker status` on the head), or start one with `daedalus worker start --head`"
+        ) from exc
 
 
 def _describe(resources: dict[str, Any]) -> str:

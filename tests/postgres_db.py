@@ -26,6 +26,8 @@ def require_postgres() -> str:
     """The server URL, or skip the calling test with the reason and the fix."""
     url = postgres_url()
     if url is None:
+        if os.environ.get("DAEDALUS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(SKIP_REASON + " (DAEDALUS_REQUIRE_POSTGRES=1: CI must not skip it)")
         pytest.skip(SKIP_REASON)
     return url
 

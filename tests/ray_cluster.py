@@ -57,6 +57,8 @@ def namespace_problem() -> str | None:
 
 def skip_without_namespace() -> None:
     problem = namespace_problem()
+    if problem is not None and os.environ.get("DAEDALUS_REQUIRE_RAY") == "1":
+        pytest.fail(problem + " (DAEDALUS_REQUIRE_RAY=1: CI must not skip it)")
     if problem is not None:
         pytest.skip(problem)
 
