@@ -221,13 +221,18 @@ def _checks(interface: str, make: Callable[[], torch.nn.Module], settings: dict[
     if cfg["length_independent"] and interface == "sequence_mixer":
         checks.check_length(fresh, x, tol)
     if cfg["subquadratic"] and interface == "sequence_mixer":
-        found = checks.measure_complexity(fresh, lambda n: interfaces.probe(
-            interface, settings, data, batch=1, length=n, seed=2), cfg["complexity_length"],
-            threads=threads)
-        result["metrics"]["complexity_exponent"] = found.exponent
+        def probe(n: int) -> torch.Tensor:
+            return interfaces.probe(interface, settings, data, batch=1, length=n, seed=2)
+
+        work = checks.measure_work(fresh, probe, cfg["complexity_length"])
+        found = checks.judge_complexity(lambda: checks.measure_complexity(
+            fresh, probe, cfg["complexity_length"], threads=threads),
+            cfg["max_exponent"] + checks.TIME_SLACK)
+        result["metrics"].update(complexity_exponent=checks.worst_exponent(found),
+                                 work_exponent=checks.worst_exponent(work))
         result["artifacts"]["complexity_ms"] = {str(n): s * 1e3 for n, s in
                                                 zip(found.lengths, found.seconds, strict=True)}
-        checks.check_complexity(found, cfg["max_exponent"])
+        checks.check_complexity(found, cfg["max_exponent"], work)
 
 
 def run_architecture(req: dict[str, Any], workdir: Path, emit: Emit) -> dict[str, Any]:
