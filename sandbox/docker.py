@@ -186,10 +186,15 @@ class DockerSandbox:
 
     # -- per candidate -----------------------------------------------------------------
     def cache_root(self) -> Path:
+        """Where builds are cached. The bind-mount image runs this host's very Python, torch
+        and compilers, so it shares the process sandbox's cache; any other image gets its
+        own, since its builds would not load here (nor these there)."""
         from daedalus.sandbox.process import default_cache_dir
 
-        base = self._cache_root or default_cache_dir() / "docker"
-        return base / self._image_id.removeprefix("sha256:")[:12]
+        base = self._cache_root or default_cache_dir()
+        if self._layout_mounts:
+            return base
+        return base / "docker" / self._image_id.removeprefix("sha256:")[:12]
 
     def _build_mounts(self, code: str) -> tuple[tuple[str, str, bool], ...]:
         """The writable caches one build candidate may use, as the fork server names them."""

@@ -165,7 +165,10 @@ def _package_roots() -> set[Path]:
     found: set[Path] = set()
     if pkg_dir is None or top is None:
         return found
-    found.add(pkg_dir)
+    # An editable install's link tree is rebuilt by every `make install`; a bind mount of
+    # the tree itself would keep showing the deleted one, a mount of its parent stays live.
+    editable = next((p for p in pkg_dir.parents if p.name.startswith("__editable__")), None)
+    found.add(editable.parent if editable is not None else pkg_dir)
     found.add(top)
     for path in pkg_dir.rglob("*"):
         if path.is_symlink() and path.is_file():
@@ -176,5 +179,7 @@ def _package_roots() -> set[Path]:
 def host_layout() -> HostLayout:
     """The interpreter and the read-only mounts that run this very Daedalus inside a container."""
     paths = {Path("/usr"), Path(sys.prefix), Path(sys.base_prefix).resolve(), *_package_roots()}
+    if Path("/etc/alternatives").is_dir():  # Debian's c++, cc, ... are links through it
+        paths.add(Path("/etc/alternatives"))
     paths |= {Path(sys.prefix).resolve()}
     return HostLayout(python=sys.executable, mounts=_minimal_roots(paths))

@@ -226,13 +226,18 @@ class ContainerPool:
         self.last_error: str | None = None
         self._reaping: list[threading.Thread] = []
 
-    def start_one(self) -> WarmContainer:
-        """Create, start and wait for one container (the slow path: seconds)."""
+    def start_one(self, attempts: int = 2) -> WarmContainer:
+        """Create, start and wait for one container (the slow path: seconds). A container
+        that exits before it is ready (say, the package was being reinstalled) is retried."""
         warm = WarmContainer(self.client, self.spec)
         deadline = time.monotonic() + self.ready_timeout_s
         if not warm.read_until(lambda: self.is_ready(warm), deadline):
             tail = warm.stderr.decode(errors="replace")[-4000:]
+            exited_early = warm.closed and time.monotonic() < deadline
             warm.remove()
+            if exited_early and attempts > 1:
+                time.sleep(1.0)
+                return self.start_one(attempts - 1)
             raise ContainerError(
                 f"The sandbox container did not get ready within {self.ready_timeout_s:.0f} s; "
                 f"its error output was:\n{tail}\nCheck `daedalus sandbox status` and that the "
