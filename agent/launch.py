@@ -180,6 +180,16 @@ def create_run(archive: Archive, task: Task, config: RunConfig) -> str:
         return run.id
 
 
+def _import_llm_in_background() -> None:
+    """litellm takes seconds to import (tens on a loaded machine): overlap that with the
+    sandbox's start instead of paying for it at the first proposal."""
+    import threading
+
+    from daedalus.tools.llm import load_litellm
+
+    threading.Thread(target=load_litellm, name="daedalus-import-litellm", daemon=True).start()
+
+
 def drive(
     archive: Archive,
     task: Task,
@@ -194,6 +204,8 @@ def drive(
     from daedalus.agent.executors import ExecutorError, make_executor
     from daedalus.agent.graph import build_graph, thread_config
 
+    if "llm" in config.proposers:
+        _import_llm_in_background()
     proposers = build_proposers(config)
     try:
         executor = make_executor(config)

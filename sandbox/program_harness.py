@@ -258,9 +258,10 @@ def run_program(req: dict[str, Any], workdir: Path, emit: Emit) -> dict[str, Any
 
     try:
         stage("static")
-        if limits.policy and settings.get("policy", "on") != "off":
+        checked = limits.policy and settings.get("policy", "on") != "off"
+        if checked:
             violations = check_program(code, initial=spec.get("source", ""),
-                                       extra=settings.get("allowed_imports") or ())
+                                       extra=tuple(settings.get("allowed_imports") or ()))
             if violations:
                 status = Status.COMPILE_ERROR if violations[0].rule == "syntax" else Status.REJECTED
                 raise _Failure(status, "static", "; ".join(str(v) for v in violations))
@@ -268,10 +269,12 @@ def run_program(req: dict[str, Any], workdir: Path, emit: Emit) -> dict[str, Any
         program = workdir / "program" / settings.get("program_file", "program.py")
         program.parent.mkdir(exist_ok=True)
         program.write_text(code, encoding="utf-8")
-        try:
-            compile(code, str(program), "exec")
-        except (SyntaxError, ValueError) as exc:
-            raise _Failure(Status.COMPILE_ERROR, "compile", f"the program does not compile: {exc}") from None
+        if not checked:  # the policy parsed it already; without it, say "compile_error" here
+            try:
+                compile(code, str(program), "exec")
+            except (SyntaxError, ValueError) as exc:
+                raise _Failure(Status.COMPILE_ERROR, "compile",
+                               f"the program does not compile: {exc}") from None
         stage("load_evaluator")
         module = _load_evaluator(spec, workdir)
         stages = _stages(module, settings)

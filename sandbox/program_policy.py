@@ -73,16 +73,21 @@ def imported_roots(source: str) -> frozenset[str]:
 
 def check_program(code: str, *, initial: str = "", extra: Iterable[str] = ()) -> list[Violation]:
     """Every policy violation of a program candidate (empty when it may run)."""
+    return list(_check(code, initial, tuple(extra)))
+
+
+@lru_cache(maxsize=256)  # vetting and the evaluator check the same candidate back to back
+def _check(code: str, initial: str, extra: tuple[str, ...]) -> tuple[Violation, ...]:
     try:
         tree = ast.parse(code, filename="candidate.py")
     except SyntaxError as exc:
-        return [Violation("syntax", f"does not parse: {exc.msg}; fix the syntax error.",
-                          exc.lineno or 0)]
+        return (Violation("syntax", f"does not parse: {exc.msg}; fix the syntax error.",
+                          exc.lineno or 0),)
     own = imported_roots(initial)
     exempt = frozenset(r for r in own if _denied_module(r) is not None)
     checker = _ProgramChecker(PROGRAM_IMPORTS | own | frozenset(extra), exempt)
     checker.visit(tree)
-    return sorted(checker.violations, key=lambda v: (v.line, v.rule))
+    return tuple(sorted(checker.violations, key=lambda v: (v.line, v.rule)))
 
 
 @lru_cache(maxsize=32)

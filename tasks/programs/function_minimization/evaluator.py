@@ -84,3 +84,8 @@ def evaluate(program_path):
 def evaluate_stage1(program_path):
     """One trial: does the program run and land anywhere sensible?"""
     return _score(_load(program_path), 1)
+
+
+def evaluate_stage2(program_path):
+    """The full evaluation (OpenEvolve's cascade only goes on to stages that exist)."""
+    return evaluate(program_path)
