@@ -42,7 +42,7 @@ from daedalus.sandbox.docker_pool import (
     ContainerSpec,
     WarmContainer,
 )
-from daedalus.sandbox.protocol import Sandbox, SandboxRun
+from daedalus.sandbox.protocol import WORKER_ENV, Sandbox, SandboxRun
 from daedalus.sandbox.result import Limits
 from daedalus.sandbox.static import needs_build
 
@@ -152,8 +152,7 @@ class DockerSandbox:
     def _spec(self, limits: Limits, build_mounts: tuple[tuple[str, str, bool], ...],
               devices: DeviceConfig | None = None) -> ContainerSpec:  # fmt: skip
         env = {
-            **self._env, "HOME": "/tmp", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+            **self._env, **WORKER_ENV, "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1",
         }  # fmt: skip
         return ContainerSpec(
             image=self._image_id,

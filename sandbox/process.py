@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from daedalus.sandbox.protocol import SandboxRun
+from daedalus.sandbox.protocol import WORKER_ENV, SandboxRun
 from daedalus.sandbox.result import Limits
 from daedalus.sandbox.static import needs_build
 
@@ -50,9 +50,7 @@ class _Server:
     def __init__(self, cache_dir: Path) -> None:
         env = {k: v for k, v in os.environ.items()
                if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
-        # Inductor reads its compile-thread count at import: one, so no worker pool forks.
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-                   TORCHINDUCTOR_COMPILE_THREADS="1")
+        env.update(WORKER_ENV)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daedalus.sandbox.forkserver", str(cache_dir)],

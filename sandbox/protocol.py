@@ -80,3 +80,18 @@ def get_sandbox(name: str, **options: Any) -> Sandbox:
         module_name, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
     return factory(**options)
+
+
+# The fork server's fixed environment, the same in every sandbox. Inductor reads its
+# compile-thread count at import (one: no worker pool forks). glibc's malloc otherwise
+# switches large tensors between mmap and the heap depending on allocation history, which
+# moved one shipped task's reference between 8 and 26 ms with identical code; fixed
+# thresholds (a long-running process's steady state) keep timings reproducible.
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
+    "TORCHINDUCTOR_COMPILE_THREADS": "1",
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+}
