@@ -1,0 +1,1 @@
+"""Performance benchmarks with recorded results (see README.md); scripts, not part of the package."""
