@@ -43,6 +43,7 @@ class State:
     last_iteration: int = 0
     run_id: str = ""
     finished: bool = False
+    eval_seconds: list[float] = field(default_factory=list)  # per evaluated program
 
     @property
     def kept(self) -> int:
@@ -102,6 +103,8 @@ def openevolve_log(log: Path) -> dict[str, int | bool]:
         "iteration_errors": len(re.findall(r"Iteration \d+ error:", text)),
         "timeouts": len(re.findall(r"timed out", text)),
         "finished": "Evolution completed" in text or "Evolution complete" in text,
+        "eval_ms_median": round(1000 * (median([float(x) for x in re.findall(
+            r"Evaluated program \S+ in ([\d.]+)s", text)]) or 0.0)),
         "broken_pool": "BrokenProcessPool" in text or "terminated abruptly" in text,
     }
 
@@ -122,6 +125,9 @@ def daedalus_state(workdir: Path, run_id: str | None = None) -> State:
             return state
         state.run_id, status, state.last_iteration, state.best = row[0], row[1], row[2], row[3]
         state.finished = status == "finished"
+        state.eval_seconds = [d for (d,) in conn.execute(
+            "SELECT e.duration_s FROM evaluations e JOIN candidates c ON e.candidate_id = c.id "
+            "WHERE c.run_id = ?", (state.run_id,))]
         for seq, cstatus, score, error, code in conn.execute(
             "SELECT c.seq, c.status, c.score, e.error, c.code FROM candidates c LEFT JOIN "
             "evaluations e ON e.candidate_id = c.id WHERE c.run_id = ? ORDER BY c.seq",
