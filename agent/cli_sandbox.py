@@ -33,7 +33,7 @@ def status_command(
 
     report: dict[str, object] = {"engine": False}
     try:
-        client = connect(timeout=5)
+        client = connect(timeout=30)
     except DockerUnavailable as exc:
         report["error"] = str(exc)
     else:
@@ -87,7 +87,7 @@ def clean_command() -> None:
     from daedalus.sandbox.docker_host import DockerUnavailable, connect, remove_stale_containers
 
     try:
-        client = connect()
+        client = connect(timeout=300)
     except DockerUnavailable as exc:
         raise _fail(str(exc)) from None
     removed = remove_stale_containers(client)
@@ -130,7 +130,7 @@ def build_image_command(
     if (toolchain or tar) and not rootfs:
         raise _fail("--toolchain and --tar only apply to --rootfs", 2)
     try:
-        client = connect()
+        client = connect(timeout=300)
     except DockerUnavailable as exc:
         raise _fail(str(exc)) from None
     try:

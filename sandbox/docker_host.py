@@ -64,7 +64,7 @@ def connect(timeout: float = 10.0) -> DockerClient:
     return client
 
 
-def engine_available(timeout: float = 3.0) -> tuple[bool, str]:
+def engine_available(timeout: float = 10.0) -> tuple[bool, str]:
     """(True, version) when an engine answers, else (False, the reason and the fix)."""
     try:
         client = connect(timeout)

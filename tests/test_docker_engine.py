@@ -62,7 +62,7 @@ def client() -> Iterator[Any]:
     require_docker()
     import docker
 
-    c = docker.from_env()
+    c = docker.from_env(timeout=300)  # a busy engine (an image import) answers slowly
     ensure_local_image(c)
     yield c
     c.close()

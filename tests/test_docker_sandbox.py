@@ -45,7 +45,7 @@ def require_docker() -> None:
 def our_containers() -> list[str]:
     import docker
 
-    client = docker.from_env()
+    client = docker.from_env(timeout=300)
     try:
         found = client.containers.list(
             all=True, filters={"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]}
