@@ -29,6 +29,8 @@ def run_command(
     executor: str = typer.Option(None, "--executor", help="Where evaluations run: local (default) or ray."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster for --executor ray: auto (default) or HOST:PORT."),
     threads: int = typer.Option(None, "--threads", help="Torch threads per evaluation (default 1)."),
+    timeout: float = typer.Option(None, "--timeout", help="Wall-clock limit per candidate in seconds (default 60)."),
+    compile_timeout: float = typer.Option(None, "--compile-timeout", help="Limit for candidates that build C++ or compile (default 180)."),
     seed: int = typer.Option(None, "--seed", help="Random seed for planning and the built-in proposer."),
     sets: list[str] = typer.Option(None, "--set", help="Override a task constant: NAME=VALUE (repeatable)."),
     config_file: str = typer.Option(None, "--config", help="TOML file with run settings ([run] table)."),
@@ -49,7 +51,8 @@ def run_command(
         "iterations": iterations, "workers": workers, "proposers": proposer or None, "models": model or None,
         "api_base": api_base, "budget_usd": budget_usd, "time_limit_s": time_limit,
         "device_seconds": device_seconds, "target_score": target_score, "backend": backend,
-        "sandbox": sandbox, "threads": threads, "seed": seed, "executor": executor,
+        "sandbox": sandbox, "threads": threads, "seed": seed, "timeout_s": timeout,
+        "compile_timeout_s": compile_timeout, "executor": executor,
         "ray_address": ray_address,
     }
     given = {k: v for k, v in given.items() if v is not None}

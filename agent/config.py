@@ -30,6 +30,7 @@ class RunConfig(BaseModel):
     sandbox: str = "process"
     threads: int = Field(default=1, ge=1)
     timeout_s: float = Field(default=60.0, gt=0)
+    compile_timeout_s: float = Field(default=180.0, gt=0)
     seed: int = 0
     islands: int = Field(default=2, ge=1)
     migration_every: int = Field(default=10, ge=1)

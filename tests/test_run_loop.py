@@ -23,10 +23,11 @@ from daedalus.archive.models import Candidate, Evaluation, Run
 
 DAEDALUS = [sys.executable, "-m", "daedalus.agent.cli"]
 # A small swish_scale keeps each evaluation well under a second.
-SMALL = ["--set", "dim=4096", "--set", "batch_size=64"]
+# Short candidate limits keep slow builds (C++, torch.compile) from dominating the test.
+SMALL = ["--set", "dim=4096", "--set", "batch_size=64", "--timeout", "20", "--compile-timeout", "25"]
 
 
-def _run(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DAEDALUS, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -83,7 +84,7 @@ def _counts(cwd: Path, run_id: str) -> dict[str, float]:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     rng = random.Random(7)
-    iterations = 14
+    iterations = 12
     args = ["run", "swish_scale", *SMALL, "--iterations", str(iterations), "--workers", "2", "--json"]
     run_id: str | None = None
     kills = 0
@@ -96,7 +97,7 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
             proc.wait()
             kills += 1
         else:
-            proc.wait(timeout=240)
+            proc.wait(timeout=600)
         if run_id is None:
             archive = _archive(tmp_path)
             with archive.session() as s:
