@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SOURCES := $(shell find agent tools sandbox archive tasks prompts daedalus_pkg -type f \( -name '*.py' -o -name '*.j2' -o -name '*.toml' -o -name '*.ini' -o -name '*.mako' -o -name '*.html' -o -name '*.css' -o -name '*.js' -o -name '*.svg' -o -name 'Dockerfile*' -o -name '*.yaml' -o -name '*.json' -o -name '*.txt' -o -name '*.sh' \) 2>/dev/null | sort)
 STAMP := $(VENV)/.stamp-$(shell echo "$(SOURCES)" | cat - pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 RUN_TASK ?= swish_scale
-RUN_ARGS ?= --iterations 60 --time-limit 180
+RUN_ARGS ?= --iterations 60 --time-limit 150 --compile-timeout 90
 
 .PHONY: run test install lint typecheck bench clean
 
