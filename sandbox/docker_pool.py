@@ -182,7 +182,12 @@ class WarmContainer:
         return out
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        """Write to the container's stdin; a container that died meanwhile is marked closed
+        (the caller then reports it) rather than raising."""
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.closed = True
 
     def exit_code(self) -> int | None:
         with contextlib.suppress(Exception):
