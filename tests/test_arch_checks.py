@@ -157,11 +157,14 @@ def test_the_complexity_verdict_reads_the_longer_lengths() -> None:
 
 
 @pytest.mark.parametrize("name", ["short_conv", "gate", "skip", "feature_map", "normalization",
-                                  "hyperparameter"])
+                                  "hyperparameter", "kernel_size"])
 def test_sequence_mutations_keep_the_linear_reference_causal(name: str) -> None:
     import ast
 
     code = load_task("mqar").files["linear_attention.py"]
+    with_conv = ast.parse(code)  # kernel_size needs a convolution to resize: add a causal one
+    assert MUTATIONS["short_conv"](with_conv, random.Random(0), Target(sequence=True))
+    code = code if name != "kernel_size" else ast.unparse(ast.fix_missing_locations(with_conv))
     for seed in range(3):
         tree = ast.parse(code)
         changes = MUTATIONS[name](tree, random.Random(seed), Target(sequence=True))

@@ -260,9 +260,15 @@ def kernel_size(tree: ast.Module, rng: random.Random, target: Target) -> list[Ch
     assert isinstance(old, int)
     new = old + 2 if old <= 1 or rng.random() < 0.5 else old - 2
     keyword.value = ast.Constant(new)
+    # A Conv1d padded by k - 1 (then cut to the input length) is a causal convolution: it
+    # must stay padded by k - 1, or it looks ahead. Otherwise keep 'same' padding k // 2.
+    causal = _last(call.func) == "Conv1d"
     for k in call.keywords:
-        if k.arg == "padding" and isinstance(k.value, ast.Constant) and k.value.value == old // 2:
-            k.value = ast.Constant(new // 2)
+        if k.arg == "padding" and isinstance(k.value, ast.Constant):
+            if causal and k.value.value == old - 1:
+                k.value = ast.Constant(new - 1)
+            elif not causal and k.value.value == old // 2:
+                k.value = ast.Constant(new // 2)
     return [Change("kernel_size", _last(call.func), f"kernel_size {old} -> {new}")]
 
 
