@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
 from daedalus import prompts
 from daedalus.agent import profile
 from daedalus.agent.chat_actions import Actions, describe
-from daedalus.agent.chat_threads import ThreadIndex, connect
+from daedalus.agent.chat_threads import ThreadIndex, connect, prune_checkpoints
 from daedalus.agent.chat_toolbox import Toolbox, render_observation
 from daedalus.agent.chat_tools import ArchiveTools, ToolError
 from daedalus.agent.security import redact
@@ -169,7 +169,9 @@ class ChatSession:
         seen_messages, seen_calls = len(before.get("messages", [])), len(before.get("tool_log", []))
         cost_before = float(before.get("cost_usd", 0.0))
         self.graph.invoke(payload, self._config)
-        after = self._state()
+        snapshot = self.graph.get_state(self._config)
+        prune_checkpoints(self._conn, self.thread_id, keep=snapshot.config["configurable"]["checkpoint_id"])
+        after = dict(snapshot.values)
         new = after.get("messages", [])[seen_messages:]
         texts = [m["content"] for m in new if m.get("role") == "assistant" and m.get("content")]
         pending = self.pending()

@@ -127,6 +127,28 @@ class ThreadIndex:
                  thread_id))
 
 
+def prune_checkpoints(conn: sqlite3.Connection, thread_id: str, *, keep: str) -> int:
+    """Delete a thread's superseded checkpoints and their writes; returns how many went.
+
+    The SQLite checkpointer stores every channel in full at every step, so a thread's rows
+    grow with the square of its length. A chat never travels back in time, so only the
+    newest checkpoint (with its pending writes: a waiting confirmation lives there) is kept.
+    The checkpointer has no public way to do this (its ``prune`` is not implemented), so
+    this goes to its tables, and does nothing if their layout is not the expected one.
+    """
+    for table in ("checkpoints", "writes"):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if not {"thread_id", "checkpoint_ns", "checkpoint_id"} <= columns:
+            return 0
+    with conn:
+        conn.execute("DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id <> ?",
+                     (thread_id, keep))
+        gone = conn.execute(
+            "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id <> ?",
+            (thread_id, keep)).rowcount
+    return int(gone)
+
+
 def list_threads(home: Path, *, limit: int = 50) -> list[ThreadInfo]:
     """Threads, most recently active first. Creates nothing when there is no chat yet."""
     if not (home / DB_NAME).is_file():

@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def main() -> None:
         rows.append(("chat turn, no tools (1 model call)", t_med, t_p90,
                      f"agent adds {t_med - b_med:.1f} ms (goal < 50)"))
 
-        calls = {
+        calls: dict[str, dict[str, Any]] = {
             "top_candidates": {"run": run_id, "limit": 5},
             "show_candidate": {"candidate": best_id},
             "explain_failure": {"candidate": failed_id},
@@ -93,12 +94,12 @@ def main() -> None:
         tools = session.toolbox
         for name, arguments in calls.items():
             tools.run(name, arguments)
-            samples = time_it(lambda n=name, a=arguments: tools.run(n, a), args.repeats)
+            samples = time_it(partial(tools.run, name, arguments), args.repeats)
             med, p90 = median_ms(samples)
             rows.append((f"tool {name} ({args.candidates:,} candidates)", med, p90,
                          "goal < 100" + (" ✓" if med < 100 else " ✗")))
 
-        script = [Reply(tool_calls=[ToolCall(n, a) for n, a in calls.items()]), "done"]
+        script: list[Reply | str] = [Reply(tool_calls=[ToolCall(n, a) for n, a in calls.items()]), "done"]
 
         def tool_turn() -> None:
             stub.script(list(script))
@@ -115,6 +116,7 @@ def main() -> None:
             long.send(f"message {i} " + "x" * 200)
         thread_id = long.thread_id
         long.close()
+        db_mb = sum(f.stat().st_size for f in home.glob("chat.db*")) / 1e6
 
         def resume() -> None:
             again = ChatSession(archive=archive, home=home, llm=config, thread_id=thread_id,
@@ -127,6 +129,8 @@ def main() -> None:
         rows.append((f"resume a {args.turns}-turn thread (open + 1 turn)", med, p90,
                      "goal < 1000" + (" ✓" if med < 1000 else " ✗")))
 
+    print()
+    print(f"chat.db after the {args.turns}-turn thread and the other turns: {db_mb:.1f} MB")
     print()
     print("| measurement | median ms | p90 ms | note |")
     print("|---|---:|---:|---|")

@@ -5,6 +5,7 @@ confirmations yes and no, and feed tool and model errors back without crashing."
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +49,11 @@ def _candidate(world: World, candidate_id: str) -> Any:
         c = store.get_candidate(s, candidate_id=candidate_id)
         s.expunge(c)
         return c
+
+
+def _checkpoints(world: World, thread_id: str) -> int:
+    with sqlite3.connect(world.home / "chat.db") as conn:
+        return int(conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ?", (thread_id,)).fetchone()[0])
 
 
 def _count(world: World) -> int:
@@ -146,6 +152,8 @@ def test_variant_declined_runs_and_archives_nothing(chat: Any, world: World, stu
     session = chat()
     before = _count(world)
     assert session.send("vary the seed").pending
+    # Superseded checkpoints are pruned; the waiting confirmation survives in the newest.
+    assert _checkpoints(world, session.thread_id) == 1
     note = "" if answer == "no" else answer
     turn = session.answer(False, note)
     result = turn.tool_calls[0]["result"]
@@ -257,6 +265,7 @@ def test_thread_is_resumed_from_the_checkpointer(chat: Any, world: World, stub_l
     contents = [m.get("content") for m in stub_llm.requests[-1]["messages"]]
     assert "remember the word PAPAYA" in contents and "Noted: PAPAYA." in contents
     assert json.dumps(again.history()).count("PAPAYA") == 3
+    assert _checkpoints(world, thread_id) == 1
 
 
 def test_one_shot_message_answers_a_waiting_confirmation(chat: Any, world: World, stub_llm: StubLLM) -> None:
