@@ -233,3 +233,11 @@ def load_architecture_dir(directory: Path, overrides: dict[str, Any] | None = No
         settings=settings,
         backends=("cpu",),
     )
+
+
+def overridable(task: Task) -> dict[str, str]:
+    """The settings ``--set`` can change, with their current values (``tasks show``)."""
+    settings = task.settings
+    return {key: repr(value) for section in ("data", *_SECTIONS)
+            for key, value in settings.get(section, {}).items()
+            if isinstance(value, bool | int | float)}  # fmt: skip

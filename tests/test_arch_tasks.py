@@ -132,3 +132,11 @@ def test_the_task_card_states_interface_checks_and_score() -> None:
         assert phrase in card, phrase
     digits = architecture_card(load_task("digits"))
     assert "ModelNew(num_classes=10)" in digits and "Causality" not in digits
+
+
+def test_tasks_show_lists_the_overridable_settings() -> None:
+    from daedalus.tasks import constants_of
+
+    settings = constants_of(load_task("mqar", {"full_steps": 300}))
+    assert settings["full_steps"] == "300" and settings["subquadratic"] == "True"
+    assert "generator" not in settings and "metric" not in settings
