@@ -125,6 +125,12 @@ def load_path(path: Path, overrides: dict[str, Any] | None = None) -> Task:
 
 def constants_of(task: Task) -> dict[str, str]:
     """The task's overridable constants as written, e.g. ``{"dim": "16384"}``."""
+    if task.kind == "architecture":
+        from daedalus.tasks.architecture import overridable
+
+        return overridable(task)
+    if task.kind != "kernel":
+        return {}  # program tasks take their settings from their own files
     try:
         info = analyse(task.source, str(task.path))
     except SourceProblem as exc:
