@@ -143,12 +143,7 @@ class ChatSession:
 
     def pending(self) -> list[dict[str, Any]] | None:
         """The actions awaiting the user's confirmation, or None."""
-        snapshot = self.graph.get_state(self._config)
-        for interrupt in snapshot.interrupts:
-            value = interrupt.value
-            if isinstance(value, dict) and "actions" in value:
-                return list(value["actions"])
-        return None
+        return _waiting(self.graph.get_state(self._config))
 
     # ------------------------------------------------------------------ turns
 
@@ -174,7 +169,7 @@ class ChatSession:
         after = dict(snapshot.values)
         new = after.get("messages", [])[seen_messages:]
         texts = [m["content"] for m in new if m.get("role") == "assistant" and m.get("content")]
-        pending = self.pending()
+        pending = _waiting(snapshot)
         turn = Turn(thread_id=self.thread_id, reply="\n\n".join(texts),
                     tool_calls=list(after.get("tool_log", [])[seen_calls:]), pending=pending,
                     error=after.get("error"), cost_usd=float(after.get("cost_usd", 0.0)) - cost_before)
@@ -184,6 +179,14 @@ class ChatSession:
         self.threads.touch(self.thread_id, last_text=shown[-1]["content"] if shown else "",
                            messages=len(shown), waiting=bool(pending), first_user_text=first_user)
         return turn
+
+
+def _waiting(snapshot: Any) -> list[dict[str, Any]] | None:
+    for interrupt in snapshot.interrupts:
+        value = interrupt.value
+        if isinstance(value, dict) and "actions" in value:
+            return list(value["actions"])
+    return None
 
 
 def _window(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -60,6 +60,8 @@ def connect(home: Path) -> sqlite3.Connection:
     home.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(home / DB_NAME, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
+    # As for the archive: a killed process loses nothing; a power cut may lose the last turn.
+    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(_SCHEMA)
     conn.commit()
     return conn
