@@ -35,6 +35,12 @@ def feedback(evaluation: Any | None) -> str:
     )
     if shown:
         lines.append("metrics: " + ", ".join(f"{k}={_fmt(metrics[k])}" for k in shown[:16]))
+    if set(evaluation.objectives or {}) - {"speedup"}:  # multi-objective tasks
+        lines.append("objectives: " + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(evaluation.objectives.items())))
+    curve = (evaluation.artifacts or {}).get("learning_curve")
+    if curve:  # architecture tasks: how validation moved while the design trained
+        lines.append("learning curve (step: validation): " + ", ".join(
+            f"{int(step)}: {_fmt(float(value))}" for step, value in curve[-12:]))
     if evaluation.flags:
         lines.append("flags: " + ", ".join(evaluation.flags))
     evaluator_notes = (evaluation.artifacts or {}).get("evaluator")
