@@ -180,14 +180,21 @@ def create_run(archive: Archive, task: Task, config: RunConfig) -> str:
         return run.id
 
 
-def _import_llm_in_background() -> None:
-    """litellm takes seconds to import (tens on a loaded machine): overlap that with the
-    sandbox's start instead of paying for it at the first proposal."""
+def _import_in_background(*, llm: bool) -> None:
+    """LangGraph and litellm take seconds to import (tens on a loaded machine), and the main
+    thread only waits while the sandbox starts: import them meanwhile."""
+    import importlib
     import threading
 
-    from daedalus.tools.llm import load_litellm
+    def load() -> None:
+        for name in ("langgraph.graph", "langgraph.checkpoint.sqlite"):
+            importlib.import_module(name)
+        if llm:
+            from daedalus.tools.llm import load_litellm
 
-    threading.Thread(target=load_litellm, name="daedalus-import-litellm", daemon=True).start()
+            load_litellm()
+
+    threading.Thread(target=load, name="daedalus-imports", daemon=True).start()
 
 
 def drive(
@@ -204,8 +211,7 @@ def drive(
     from daedalus.agent.executors import ExecutorError, make_executor
     from daedalus.agent.graph import build_graph, thread_config
 
-    if "llm" in config.proposers:
-        _import_llm_in_background()
+    _import_in_background(llm="llm" in config.proposers)
     proposers = build_proposers(config)
     try:
         executor = make_executor(config)

@@ -53,7 +53,7 @@ def test_stub_gives_both_tools_the_same_programs(tmp_path: Path) -> None:
         assert keep_fixed_parts(initial, code) == (code, False)  # only the block changed
     assert "# hostile: os_exit" in hostile and "os._exit(0)" in hostile
     assert _code(after) == _code(a[0])  # the ordinary sequence follows the hostile program
-    assert CONFIG.format(iterations=5, checkpoint=1, url="u", model="m", timeout=3).count("${BENCH_STUB_KEY}") == 1
+    assert CONFIG.format(iterations=5, checkpoint=1, url="u", model="m", timeout=3, parallel=1).count("${BENCH_STUB_KEY}") == 1
     assert len(HOSTILE) == 9
 
 

@@ -102,7 +102,7 @@ class Bench:
         task = rundir / "task"
         if resume is None and oe_checkpoint is None:
             task = prepare(rundir, model=model, url=self.stub.url, iterations=iterations,
-                           timeout=timeout, checkpoint=checkpoint,
+                           timeout=timeout, checkpoint=checkpoint, parallel=self.args.parallel,
                            policy="off" if tool == "sandbox" else "on")
         if tool == "openevolve":
             command = openevolve_command(task, rundir / "out", iterations, oe_checkpoint)
@@ -253,6 +253,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=50, help="iterations per run (>= 50 for the record)")
     parser.add_argument("--repeats", type=int, default=2, help="perf rounds, ABBA order")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="evaluator.parallel_evaluations for both tools (OpenEvolve worker "
+                             "processes; Daedalus evaluations in flight)")
     parser.add_argument("--phases", default="perf,hostile,resume")
     parser.add_argument("--hostile", default=",".join(HOSTILE), help="which hostile programs")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "peers" / ".work")
@@ -267,6 +270,7 @@ def main() -> None:
     listener = Listener()
     conductor = Conductor(work, listener.port)
     results: dict[str, object] = {"openevolve": version, "iterations": args.iterations,
+                                  "parallel": args.parallel,
                                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                                   "date": time.strftime("%Y-%m-%d"), "load_start": os.getloadavg()}
     with StubLLM(conductor) as stub:

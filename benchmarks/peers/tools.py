@@ -50,7 +50,7 @@ evaluator:
   timeout: {timeout}
   cascade_evaluation: true
   cascade_thresholds: [0.3]
-  parallel_evaluations: 1
+  parallel_evaluations: {parallel}
   memory_limit_mb: 3072
 """
 
@@ -69,7 +69,7 @@ class Run:
 
 
 def prepare(workdir: Path, *, model: str, url: str, iterations: int, timeout: float,
-            checkpoint: int, policy: str = "on") -> Path:
+            checkpoint: int, policy: str = "on", parallel: int = 1) -> Path:
     """A fresh copy of the task with the benchmark's config.yaml and evaluator wrapper."""
     task = workdir / "task"
     if task.exists():
@@ -77,8 +77,9 @@ def prepare(workdir: Path, *, model: str, url: str, iterations: int, timeout: fl
     task.mkdir(parents=True)
     shutil.copy(TASK_DIR / "initial_program.py", task / "initial_program.py")
     (task / "evaluator.py").write_text((TASK_DIR / "evaluator.py").read_text() + TRUSTING_EVALUATOR)
-    (task / "config.yaml").write_text(CONFIG.format(iterations=iterations, checkpoint=checkpoint,
-                                                    url=url, model=model, timeout=timeout))
+    (task / "config.yaml").write_text(CONFIG.format(
+        iterations=iterations, checkpoint=checkpoint, url=url, model=model, timeout=timeout,
+        parallel=parallel))
     (task / "daedalus.toml").write_text(f'policy = "{policy}"\n')
     return task
 
