@@ -45,6 +45,7 @@ def test_stub_gives_both_tools_the_same_programs(tmp_path: Path) -> None:
         hostile = _ask(stub.url, "bench-openevolve-os_exit-0")
         after = _ask(stub.url, "bench-openevolve-os_exit-0")
     assert a == b and len(set(a)) == 3 and killed == [1]
+    assert conductor.analyst == {"bench-daedalus-perf-0": 1}
     assert conductor.counts == {"bench-openevolve-perf-0": 3, "bench-daedalus-perf-0": 3,
                                 "bench-openevolve-os_exit-0": 2}
     for reply in (*a, hostile, after):

@@ -135,7 +135,8 @@ class Bench:
                     "steady_s": (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None,
                     "startup_s": times[0] - start if times else None, "peak_pss_mb": run.peak_pss_mb,
                     "kept": state.kept, "valid": state.valid, "best": state.best, "eval_ms": eval_ms,
-                    "llm_requests": self.conductor.counts.get(model, 0), "load": os.getloadavg()[0],
+                    "llm_requests": self.conductor.counts.get(model, 0),
+                    "analyst_requests": self.conductor.analyst.get(model, 0), "load": os.getloadavg()[0],
                 })  # fmt: skip
                 print(f"perf {tool} #{r}: {out[tool][-1]}", file=sys.stderr)
         return out
@@ -228,7 +229,9 @@ def tables(results: dict[str, object], args: argparse.Namespace) -> str:
             ["peak memory, PSS of the process tree (max)", *(fmt(max(col(t, "peak_pss_mb"), default=None), " MB", 4) for t in TOOLS)],
             [f"candidates kept of {args.iterations} (valid)", *(" / ".join(f"{r['kept']} ({r['valid']})" for r in perf[t]) for t in TOOLS)],
             ["best combined_score per run", *(" / ".join(fmt(r["best"]) for r in perf[t]) for t in TOOLS)],
-            ["LLM requests per run", *(" / ".join(str(r["llm_requests"]) for r in perf[t]) for t in TOOLS)],
+            ["LLM requests per run (+ Daedalus's analyst)", *(" / ".join(
+                f"{r['llm_requests']}" + (f" + {r['analyst_requests']}" if r.get("analyst_requests") else "")
+                for r in perf[t]) for t in TOOLS)],
             ["each candidate isolated", "no: a thread in a reused worker process",
              "yes: a fresh sandboxed process (namespaces, rlimits, read-only FS)"],
         ]  # fmt: skip

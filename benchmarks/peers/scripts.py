@@ -189,15 +189,18 @@ class Conductor:
     listener_port: int
     replies: list[tuple[str, str]] = field(default_factory=lambda: _ordinary(400))
     counts: dict[str, int] = field(default_factory=dict)
+    analyst: dict[str, int] = field(default_factory=dict)
     times: dict[str, list[float]] = field(default_factory=dict)
     kill_at: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, request: dict[str, Any]) -> str:
         system = json.dumps(request.get("messages", [])[:1]).lower()
-        if "analyst" in system and "lesson" in system:
-            return "- none"  # Daedalus's analyst; not a proposal, not counted
         model = str(request.get("model", ""))
+        if "analyst" in system and "lesson" in system:
+            with self.lock:  # Daedalus's analyst: counted apart, not a proposal
+                self.analyst[model] = self.analyst.get(model, 0) + 1
+            return "- none"
         with self.lock:
             index = self.counts.get(model, 0)
             self.counts[model] = index + 1
