@@ -55,6 +55,19 @@ def run_config(run: Any) -> RunConfig:
     return RunConfig(**settings)
 
 
+def run_task(config: RunConfig, task_path: str) -> Task:
+    """The run's task, by the name it was started with, else by the file it was loaded from
+    (a relative path given to `daedalus run` elsewhere does not resolve from here)."""
+    from daedalus.tasks import TaskError, load_task
+
+    try:
+        return load_task(config.task, config.overrides or None)
+    except TaskError:
+        if not task_path or not Path(task_path).is_file():
+            raise
+        return load_task(task_path, config.overrides or None)
+
+
 class Actions:
     """Variants and runs, for one chat session (which owns the evaluators it opens)."""
 
@@ -75,7 +88,6 @@ class Actions:
 
     def propose_variant(self, candidate: str, instruction: str) -> Prepared:
         from daedalus.sandbox.static import normalized_hash
-        from daedalus.tasks import load_task
 
         instruction = instruction.strip()
         if not instruction:
@@ -87,7 +99,8 @@ class Actions:
             entry = memory.entry(parent)
             guidance = memory.guidance_lines(run.guidance or [])
             parent_id, run_id, generation, island = parent.id, run.id, parent.generation + 1, parent.island
-        task = load_task(config.task, config.overrides or None)
+            task_path = run.task_path
+        task = run_task(config, task_path)
         self.status(f"writing the variant with {self.llm.model}")
         proposal = self._write(task, entry, instruction, guidance)
         if proposal.error:
@@ -185,13 +198,12 @@ class Actions:
         return candidate
 
     def _evaluate_variant(self, draft: dict[str, Any]) -> dict[str, Any]:
-        from daedalus.tasks import load_task
-
         with self.archive.session() as s, s.begin():
-            config = run_config(store.get_run(s, run_id=draft["run_id"]))
+            run = store.get_run(s, run_id=draft["run_id"])
+            config, task_path = run_config(run), run.task_path
             candidate = self._archive_draft(s, draft)
             already = candidate.evaluation is not None
-        task = load_task(config.task, config.overrides or None)
+        task = run_task(config, task_path)
         if not already:
             with self.archive.session(readonly=True) as s:
                 known = frozenset(store.known_functional_hashes(s, task=task.key))
