@@ -40,7 +40,9 @@ class ModelNew(nn.Module):
 
 def _script() -> Any:
     counter = itertools.count()
-    faults = {1: Reply.rate_limited(0.05), 3: Reply.malformed(), 5: "I would rather not write code today."}
+    faults: dict[int, Reply | str] = {
+        1: Reply.rate_limited(0.05), 3: Reply.malformed(), 5: "I would rather not write code today."
+    }
 
     def reply(request: dict[str, Any]) -> Reply | str:
         system = json.dumps(request.get("messages", [])[:1]).lower()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -31,7 +32,7 @@ def _run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Complet
     return subprocess.run([*DAEDALUS, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def _archive(cwd: Path):  # type: ignore[no-untyped-def]
+def _archive(cwd: Path) -> Any:
     return open_archive(f"sqlite:///{cwd / '.daedalus' / 'archive.db'}")
 
 
@@ -52,7 +53,7 @@ def test_builtin_run_archives_scored_candidates_and_says_how_to_review(tmp_path:
     assert "daedalus archive best --run" in human.stdout
 
 
-def _counts(cwd: Path, run_id: str) -> dict[str, float]:
+def _counts(cwd: Path, run_id: str) -> dict[str, Any]:
     archive = _archive(cwd)
     with archive.session() as s:
         run = s.get(Run, run_id)
@@ -77,7 +78,7 @@ def _counts(cwd: Path, run_id: str) -> dict[str, float]:
             "iterations": run.iterations, "candidates": candidates or 0, "proposals": proposals or 0,
             "evaluations": evaluations or 0, "duplicates": duplicates or 0, "pending": pending or 0,
             "device_seconds": run.device_seconds, "evaluated_seconds": float(device or 0.0),
-            "status": run.status,  # type: ignore[dict-item]
+            "status": run.status,
         }
 
 
