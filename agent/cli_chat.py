@@ -38,20 +38,22 @@ def chat_command(
     from daedalus.agent.chat_ui import TerminalUI, interactive, print_turn
     from daedalus.archive.db import open_archive
     from daedalus.archive.errors import ArchiveError
-    from daedalus.tools.llm import LLMConfig, LLMUnavailable
+    from daedalus.tools.llm import LLMConfig, LLMGateway, LLMUnavailable
 
     try:
         llm = LLMConfig.from_env(model=model, api_base=api_base)
     except LLMUnavailable as exc:
         _fail(f"daedalus chat needs an LLM. {_capital(str(exc))}")
+    try:
+        LLMGateway(llm).check()  # before anything is created under .daedalus/
+    except LLMUnavailable as exc:
+        _fail(f"daedalus chat needs a working LLM: {exc}")
     ui = TerminalUI(Console(highlight=False), stream=not as_json)
     try:
         archive = open_archive()
         session = ChatSession(archive=archive, home=home, llm=llm, thread_id=thread,
                               auto_approve=yes, hooks=ui.hooks())
-    except LLMUnavailable as exc:
-        _fail(f"daedalus chat needs a working LLM: {exc}")
-    except (ThreadError, ArchiveError) as exc:
+    except (ThreadError, ArchiveError, LLMUnavailable) as exc:
         _fail(str(exc))
     with session:
         if message is None:

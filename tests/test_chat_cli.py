@@ -58,6 +58,10 @@ def test_without_an_llm_it_says_how_to_configure_one(tmp_path: Path) -> None:
         message = " ".join(out.stderr.split())
         assert "daedalus chat needs an LLM" in message
         assert "--model" in message and "DAEDALUS_MODEL" in message and "--api-base" in message
+    # A model whose provider key is missing: name the key variable, or --api-base.
+    out = _chat(tmp_path, "-m", "hello", "--model", "gpt-4o")
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "OPENAI_API_KEY" in message and "--api-base" in message, message
     out = _chat(tmp_path, "--json")
     assert out.returncode == 2 and "--json needs a message" in out.stderr
     # Listing threads needs no LLM and creates nothing.
