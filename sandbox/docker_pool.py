@@ -59,6 +59,9 @@ class ContainerSpec:
         memory = f"{self.memory_mb}m"
         kwargs: dict[str, Any] = {
             "command": list(self.command),
+            # Not detached, so the SDK also sets StdinOnce: when our attach socket closes (the
+            # answer is in, or Daedalus died) stdin closes, the fork server sees EOF and
+            # exits, and no container outlives its owner running (stopped ones are reaped).
             "stdin_open": True,
             "network_mode": "none",  # never a bridge: the default bridge reaches the internet
             "read_only": True,
