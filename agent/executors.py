@@ -125,6 +125,12 @@ class RayExecutor:
             with self._lock:
                 self._live.discard(actor)
                 self._startup_errors.append(str(exc).strip()[-2000:])
+                # A start can fail for passing reasons (a loaded node): try again, a bounded
+                # number of times in all, before the run is told that no worker can start.
+                again = not self._closed and len(self._startup_errors) <= self.workers
+            logging.getLogger(__name__).warning("a Ray evaluation worker failed to start: %s", exc)
+            if again:
+                self._spawn()
             return
         self._idle.put(actor)
 

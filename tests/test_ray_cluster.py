@@ -84,17 +84,17 @@ def test_a_node_killed_mid_run_loses_nothing(cluster: RayCluster, tmp_path: Path
                          "'node:__internal_head__' in n['Resources']])"], cwd=tmp_path, timeout=120)  # fmt: skip
     head = probe.stdout.strip()
     assert head, probe.stderr
-    proc = cluster.popen(_run_args(cluster.address, 16), cwd=tmp_path)
+    proc = cluster.popen(_run_args(cluster.address, 10), cwd=tmp_path)
     db = tmp_path / ".daedalus" / "archive.db"
     deadline = time.monotonic() + 240
     seen: list[str] = []
-    # Wait until the second node has finished an evaluation or two, then kill it outright.
+    # Wait until the second node has finished an evaluation, then kill it outright.
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(1.0)
         if db.exists():
             with open_archive(f"sqlite:///{db}") as archive, archive.session(readonly=True) as s:
                 seen = [_worker(e).get("node_id", "") for e in s.scalars(select(Evaluation))]
-            if len([n for n in seen if n and n != head]) >= 2:
+            if [n for n in seen if n and n != head]:
                 break
     if proc.poll() is not None:
         pytest.fail(f"the run ended before the node could be killed:\n{proc.communicate()[1][-3000:]}")
@@ -104,7 +104,7 @@ def test_a_node_killed_mid_run_loses_nothing(cluster: RayCluster, tmp_path: Path
     stdout, stderr = proc.communicate(timeout=360)
     assert proc.returncode == 0, stderr + cluster.logs()
     summary = json.loads(stdout.strip().splitlines()[-1])
-    assert summary["iterations"] == 16
+    assert summary["iterations"] == 10
     run, candidates, evaluations = _evaluations(tmp_path, summary["run_id"])
     _check_complete(run, candidates, evaluations)
     assert not [e.candidate_id for e in evaluations if "worker_lost" in (e.flags or [])]
