@@ -103,6 +103,7 @@ class RayExecutor:
         self._idle: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._live: set[Any] = set()  # created and not yet known dead (idle, busy or starting)
+        self._ready: set[Any] = set()  # the live ones that have started (idle or busy)
         self._startup_errors: list[str] = []
         self._closed = False
         self.placements: dict[str, int] = {}  # node id -> evaluations finished there
@@ -132,18 +133,22 @@ class RayExecutor:
             if again:
                 self._spawn()
             return
+        with self._lock:
+            self._ready.add(actor)
         self._idle.put(actor)
 
     def _retire(self, actor: Any) -> None:
         with self._lock:
             self._live.discard(actor)
+            self._ready.discard(actor)
         try:
             self._ray.kill(actor, no_restart=True)
         except Exception:  # already gone with its node; nothing left to stop
             logging.getLogger(__name__).debug("actor already gone", exc_info=True)
 
     def _take(self) -> Any:
-        """An idle, warm actor; waits for one, and fails clearly if none can ever start."""
+        """An idle, warm actor; waits for one (others may be busy, or a replacement still
+        starting), and fails clearly when none has started at all within the timeout."""
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             try:
@@ -151,12 +156,12 @@ class RayExecutor:
             except queue.Empty:
                 pass
             with self._lock:
-                live, errors = len(self._live), list(self._startup_errors)
+                live, started, errors = len(self._live), len(self._ready), list(self._startup_errors)
             if self._closed:
                 raise ExecutorError("the Ray executor was closed while an evaluation waited for a worker")
             if live == 0 and errors:
                 raise ExecutorError(f"no Ray evaluation worker could start; the last error was: {errors[-1]}")
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline and not started:
                 raise ExecutorError(
                     f"no Ray evaluation worker became ready within {self.ready_timeout_s:.0f} s; each "
                     f"needs {_describe(self.resources)} and the cluster has free "
