@@ -88,3 +88,54 @@ def test_torch_compile_wraps_forward_and_keeps_results() -> None:
     stacked = engine.apply(applied.code, BY_NAME["inplace"])
     assert stacked is not None and "_iadd(x, self.bias)" in stacked.code
     assert_equivalent(source, stacked.code, trials=2)
+
+
+ROWS = task(
+    "\n".join(
+        [
+            "        self.eps = 1e-6",
+            "        self.weight = nn.Parameter(torch.randn(32))",
+            "        self.norm = nn.LayerNorm(32)",
+        ]
+    ),
+    body(
+        "h = x + residual",
+        "v = (h * h).mean(dim=-1, keepdim=True)",
+        "h = h * torch.rsqrt(v + self.eps)",
+        "h = self.norm(h * self.weight)",
+        "h = F.gelu(h)",
+        "return torch.softmax(h, dim=-1) + h.sum(-1, keepdim=True) * 0.01",
+    ),
+    "[torch.randn(4, 6, 32), torch.randn(4, 6, 32)]",
+    params="x, residual",
+)
+
+
+def test_cpp_rowfuse_matches_the_reference_on_every_layout() -> None:
+    applied = Engine(float_inputs(ROWS)).apply(reference_as_candidate(ROWS), BY_NAME["cpp_rowfuse"])
+    assert applied is not None and "statements 1-6" in applied.changes[0].where
+    assert "row reductions" in applied.changes[0].detail
+    assert check_candidate(applied.code) == []
+    assert "len(self.norm.normalized_shape) == 1" in applied.code  # LayerNorm over one dim
+    assert_equivalent(ROWS, applied.code)  # builds the extension
+
+    reference, candidate = load(ROWS), load(applied.code)
+    torch.manual_seed(0)
+    ref = reference.Model()
+    torch.manual_seed(0)
+    new = candidate.ModelNew()
+    cases = {
+        "transposed rows": (torch.randn(32, 5).t(), torch.randn(5, 32)),
+        "broadcast residual": (torch.randn(3, 7, 32), torch.randn(32)),
+        "single row": (torch.randn(32), torch.randn(32)),
+    }
+    with torch.no_grad():
+        for name, (x, residual) in cases.items():
+            expected, got = ref(x.clone(), residual.clone()), new(x, residual)
+            assert got.shape == expected.shape and got.dtype == expected.dtype, name
+            assert torch.allclose(expected, got, atol=1e-5, rtol=1e-4), name
+    x, residual = torch.randn(3, 32, requires_grad=True), torch.randn(3, 32)
+    got = new(x, residual)  # autograd: the Python fallback, with gradients
+    assert torch.allclose(ref(x, residual), got, atol=1e-5, rtol=1e-4)
+    got.sum().backward()
+    assert x.grad is not None

@@ -174,7 +174,7 @@ PROGRAMS: dict[str, str] = {
     ),
 }
 
-FAST = [t for t in BY_NAME if t not in ("torch_compile", "cpp_fuse")]
+FAST = [n for n, t in BY_NAME.items() if t.cost == 1.0]  # no compiler or C++ build
 _modules = count()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daedalus.tools.builtin import buffers, cpp, layout, memory, peephole, simplify
+from daedalus.tools.builtin import buffers, cpp, cpp_rows, layout, memory, peephole, simplify
 from daedalus.tools.builtin.base import Change, Context, Transform, TransformFn
 from daedalus.tools.builtin.compilers import torch_compile
 from daedalus.tools.builtin.peephole import Rewrite, run_rewrites
@@ -54,7 +54,10 @@ TRANSFORMS: tuple[Transform, ...] = (
     Transform("channels_last", "layout", "dense Conv2d in NHWC memory format",
               layout.channels_last),
     Transform("torch_compile", "compiler", "forward compiled with torch.compile (inductor)",
-              torch_compile, cost=4.0, conflicts=frozenset({"cpp_fuse"}), stage=3),
+              torch_compile, cost=4.0, conflicts=frozenset({"cpp_fuse", "cpp_rowfuse"}), stage=3),
+    Transform("cpp_rowfuse", "cpp", "chain with last-dimension reductions (mean/sum, LayerNorm, "
+              "softmax) fused into one generated C++ function per row", cpp_rows.cpp_rowfuse,
+              cost=6.0, conflicts=frozenset({"torch_compile"}), stage=1),
     Transform("cpp_fuse", "cpp", "pointwise chain fused into a generated C++ loop (load_inline)",
               cpp.cpp_fuse, cost=6.0, conflicts=frozenset({"torch_compile"}), stage=1),
 )  # fmt: skip

@@ -128,6 +128,15 @@ class _Translator:
             ):
                 raise _Unsupported(short(node))
         keywords.pop("inplace", None)
+        if name == "pow" and len(view.args) == 2 and not keywords:
+            exponent = constant_value(view.args[1], self.ctx.aliases)
+            base = self.visit(view.args[0])
+            self.ops += 1
+            if exponent in (2.0, 3.0):
+                return f"({' * '.join([base] * int(exponent))})"
+            if exponent in (0.5, -0.5):
+                return f"sqrtf({base})" if exponent > 0 else f"(1.0f / sqrtf({base}))"
+            raise _Unsupported(short(node))
         if name in _UNARY and len(view.args) == 1 and not keywords:
             self.ops += 1
             return _UNARY[name].format(self.visit(view.args[0]))

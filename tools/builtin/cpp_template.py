@@ -139,3 +139,96 @@ def render_source(n_inputs: int, body_lines: list[str]) -> str:
         .replace("@ARGS@", args)
     )
     return f"{_HEADER}\n{value_fn}\n{runner}"
+
+
+_ROW_RUNNER = """\
+std::optional<torch::Tensor> run(std::vector<torch::Tensor> inputs) {
+  constexpr int64_t K = @K@;
+  TORCH_CHECK(inputs.size() == K, "expected @K@ inputs");
+  std::vector<int64_t> shape;
+  for (const auto& t : inputs) {
+    TORCH_CHECK(t.scalar_type() == torch::kFloat32 && t.device().is_cpu(), "float32 CPU only");
+    shape = at::infer_size(shape, t.sizes());
+  }
+  // The reductions run over the last dimension; a chain written for a fixed rank says so.
+  if (shape.empty() || (@RANK@ > 0 && static_cast<int64_t>(shape.size()) != @RANK@)) {
+    return std::nullopt;
+  }
+  const int64_t cols = shape.back();
+  const int64_t outer_dims = static_cast<int64_t>(shape.size()) - 1;
+  std::vector<int64_t> out_shape(shape.begin(), shape.end());
+  if (@ROW_OUTPUT@) {
+    if (@KEEPDIM@) out_shape.back() = 1; else out_shape.pop_back();
+  }
+  auto out = torch::empty(out_shape, inputs[0].options());
+  const int64_t rows = cols == 0 ? 0 : out.numel() / (@ROW_OUTPUT@ ? 1 : cols);
+  if (rows == 0 || cols == 0) return std::nullopt;
+  std::vector<torch::Tensor> views;
+  for (const auto& t : inputs) views.push_back(t.expand(shape));
+  float* result = out.data_ptr<float>();
+
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / cols), [&](int64_t r0, int64_t r1) {
+    // Each operand's row is read through a unit-stride pointer: in place when contiguous
+    // along the row, else staged in a scratch line (a broadcast bias, a per-row scalar).
+    std::unique_ptr<float[]> scratch(new float[K * cols]);
+    std::unique_ptr<float[]> stash(new float[@STASHES@ * cols + 1]);
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* p[K];
+      for (int64_t k = 0; k < K; ++k) {
+        int64_t rest = r;
+        int64_t offset = 0;
+        for (int64_t d = outer_dims - 1; d >= 0; --d) {
+          offset += (rest % shape[d]) * views[k].stride(d);
+          rest /= shape[d];
+        }
+        const float* src = views[k].data_ptr<float>() + offset;
+        const int64_t step = views[k].stride(outer_dims);
+        if (step == 1) {
+          p[k] = src;
+          continue;
+        }
+        float* line = scratch.get() + k * cols;
+        if (step == 0) {
+          std::fill(line, line + cols, *src);
+        } else {
+          for (int64_t c = 0; c < cols; ++c) line[c] = src[c * step];
+        }
+        p[k] = line;
+      }
+@POINTERS@
+      const int64_t n = cols;
+      const float inv_n = 1.0f / static_cast<float>(n);
+      (void)inv_n;
+@BODY@
+    }
+  });
+  return out;
+}
+"""
+
+
+def render_row_source(
+    n_inputs: int,
+    body_lines: list[str],
+    *,
+    rank: int,
+    row_output: bool,
+    keepdim: bool,
+    stashes: int = 0,
+) -> str:
+    """The translation unit for a row-wise chain (reductions over the last dimension)."""
+    pointers = "\n".join(f"      const float* __restrict p{k} = p[{k}];" for k in range(n_inputs))
+    body = "\n".join(f"      {line}" for line in body_lines)
+    runner = (
+        _ROW_RUNNER.replace("@K@", str(n_inputs))
+        .replace("@RANK@", str(rank))
+        .replace("@ROW_OUTPUT@", "true" if row_output else "false")
+        .replace("@KEEPDIM@", "true" if keepdim else "false")
+        .replace("@STASHES@", str(stashes))
+        .replace("@POINTERS@", pointers)
+        .replace("@BODY@", body)
+    )
+    header = _HEADER.replace(
+        "#include <memory>", "#include <limits>\n#include <memory>\n#include <optional>"
+    )
+    return f"{header}\n{runner}"
