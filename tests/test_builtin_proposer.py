@@ -188,6 +188,7 @@ def test_fix_goes_back_to_the_working_ancestor_and_avoids_the_culprit() -> None:
 def test_explore_stacks_random_transformations() -> None:
     proposal = fast().propose(brief(seed_entry(), "explore", seed=5))
     assert len(applied(proposal)) >= 2
+    assert set(applied(proposal)) <= set(json.loads(proposal.meta["lineage"]))
     assert_equivalent(SOURCE, proposal.code)
 
 

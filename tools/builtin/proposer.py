@@ -246,7 +246,7 @@ class BuiltinProposer:
                     "not match this program or reproduces a candidate already proposed; "
                     "start from another parent or let an LLM proposer take over"
                 ),
-                meta={"mode": mode},
+                meta={"mode": mode, "exhausted": "true"},
             )
         parent_id = parent.candidate_id if parent is not None else ""
         parent_score = parent.score if parent is not None else 1.0  # the seed is the reference
@@ -349,6 +349,7 @@ class BuiltinProposer:
     ) -> Proposal:
         parent = brief.parent if self._usable(brief.parent) else None
         base = self._base(parent, seed)
+        start = base.history
         depth = rng.randint(2, 3)
         total: _Step | None = None
         for i in range(depth):
@@ -370,4 +371,8 @@ class BuiltinProposer:
             base = _Base(step.code, step.lineage if replayed else None, base.seed, step.lineage)
         if total is not None and _key(total.code) in seen:
             total = None
+        if total is not None and start is not None:
+            # a replay can make an earlier step a no-op (e.g. nothing left for the memory pass
+            # once a chain went to C++): report what the final program actually contains
+            total.applied = [n for n in total.lineage if n not in start]
         return self._finish("explore", total, parent, self._name(parent))
