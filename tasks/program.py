@@ -218,8 +218,14 @@ def _check_python(path: Path, source: str, what: str) -> ast.Module:
 
 
 def _has_function(tree: ast.Module, name: str) -> bool:
-    return any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name
-               for n in tree.body)  # fmt: skip
+    """A module-level ``def name`` or ``name = ...`` (e.g. ``evaluate = make_evaluator()``)."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            return True
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return True
+    return False
 
 
 def load_program_dir(directory: Path, overrides: dict[str, Any] | None = None) -> Task:

@@ -94,6 +94,8 @@ def test_daedalus_archive_parser_and_tables(tmp_path: Path) -> None:
     assert state.finished and state.kept == 2 and state.valid == 1 and state.best == 0.5
     cell = describe_hostile(Run("daedalus", "x", tmp_path, returncode=0, wall_s=12.0), state, False, 0, {})
     assert cell.startswith("`timeout` (exceeded the wall-clock limit of 10 s)") and "later 1/3 ok" in cell
+    died_pool = describe_hostile(Run("openevolve", "x", tmp_path, returncode=0), state, False, 0, {"broken_pool": True})
+    assert "worker pool broken" in died_pool
     died = describe_hostile(Run("openevolve", "x", tmp_path, returncode=-9, leftovers=["1 x"]), state, True, 2, {})
     assert "**run died**" in died and "file written outside" in died and "2 loopback" in died
     results = {"perf": {t: [{"per_iteration_s": 0.2, "steady_s": 0.1, "startup_s": 2.0, "peak_pss_mb": 80.0,

@@ -152,7 +152,7 @@ class Bench:
             for tool in HOSTILE_TOOLS:
                 before = self.listener.connections
                 run, state, _ = self.run(tool, scenario, 0, iterations=4, timeout=10, checkpoint=1)
-                escaped = (escapes / f"{tool}-0.txt").exists()
+                escaped = (escapes / f"{tool}-{scenario}-0.txt").exists()
                 counts = openevolve_log(run.log) if tool == "openevolve" and run.log else {}
                 cells[scenario][tool] = describe_hostile(run, state, escaped,
                                                          self.listener.connections - before, counts)
@@ -187,6 +187,13 @@ class Bench:
         return out
 
 
+def _reason(detail: str) -> str:
+    """The gist of an error for a table cell."""
+    text = re.sub(r"^(the evaluator reported: |line \d+: )", "", detail.strip())
+    text = text.split(";")[0].strip()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def describe_hostile(run: Run, state: State, escaped: bool, connections: int,
                      counts: dict[str, int | bool]) -> str:
     """One table cell: what happened to the hostile program and to the run around it."""
@@ -198,7 +205,7 @@ def describe_hostile(run: Run, state: State, escaped: bool, connections: int,
     if hostile is None:
         parts.append("not recorded")
     else:
-        why = re.split(r"[;:(]", hostile.detail)[0].strip()[:48] if hostile.status != "ok" else ""
+        why = "" if hostile.status == "ok" else _reason(hostile.detail)
         parts.append(f"`{hostile.status}`" + (f" ({why})" if why else ""))
     parts.append(f"later {sum(p.status == 'ok' for p in later)}/3 ok")
     if escaped:
@@ -207,8 +214,12 @@ def describe_hostile(run: Run, state: State, escaped: bool, connections: int,
         parts.append(f"**{connections} loopback connection(s)**")
     if state.best is not None and not math.isfinite(state.best):
         parts.append(f"**best score = {state.best}**")
+    if run.peak_pss_mb > 1024:
+        parts.append(f"peak {run.peak_pss_mb / 1024:.1f} GiB")
     if run.leftovers:
         parts.append(f"**{len(run.leftovers)} process(es) outlived the run**")
+    if counts.get("broken_pool"):
+        parts.append("**worker pool broken**")
     if counts.get("timeouts"):
         parts.append(f"{counts['timeouts']} timeouts logged")
     return "; ".join(parts) + f"; {run.wall_s:.0f} s"

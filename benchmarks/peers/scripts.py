@@ -216,7 +216,7 @@ class Conductor:
         tool, scenario = (parts[1], parts[2]) if len(parts) >= 4 else ("any", "perf")
         if scenario in HOSTILE:
             if index == 0:
-                escape = self.work / "escapes" / f"{tool}-{parts[3] if len(parts) > 3 else 0}.txt"
+                escape = self.work / "escapes" / f"{tool}-{scenario}-{parts[3]}.txt"
                 block = f"# hostile: {scenario}\n" + hostile_blocks(escape, self.listener_port)[scenario]
                 return reply(f"a {scenario} program", block)
             index -= 1
