@@ -72,12 +72,17 @@ class RayCluster:
         self.head_cpus, self.node_cpus = head_cpus, node_cpus
         # Short: Ray's unix socket paths live under it and must stay under 108 bytes.
         self.ray_tmp = Path(f"/tmp/dr-{secrets.token_hex(4)}")
+        # A private build cache: a node killed mid-build leaves torch's build lock behind,
+        # which would stall every later C++ build in the machine's shared cache. Outside
+        # pytest's private tmp dir, so the sandbox user can reach it.
+        self.cache = Path(f"{self.ray_tmp}-cache")
         self.env = {
             **os.environ,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": secrets.token_hex(16),
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_TMPDIR": str(self.ray_tmp),
+            "DAEDALUS_SANDBOX_CACHE": str(self.cache),
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
             **FAST_HEALTH,
         }
@@ -138,6 +143,7 @@ exec sleep infinity
             self._proc.wait(timeout=10)
         self._proc = None
         shutil.rmtree(self.ray_tmp, ignore_errors=True)
+        shutil.rmtree(self.cache, ignore_errors=True)
 
     def logs(self) -> str:
         parts = []

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,8 +38,19 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def _start(args: list[str], cwd: Path, url: str) -> subprocess.Popen[str]:
+@pytest.fixture
+def private_cache() -> Iterator[Path]:
+    """A build cache of the test's own: a run killed mid-build leaves torch's build lock
+    behind, which would stall later C++ builds in the machine's shared cache."""
+    path = Path(f"/tmp/daedalus-test-cache-{uuid.uuid4().hex[:8]}")  # the sandbox user reaches /tmp
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _start(args: list[str], cwd: Path, url: str, cache: Path | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, ENV_URL: url}
+    if cache is not None:
+        env["DAEDALUS_SANDBOX_CACHE"] = str(cache)
     return subprocess.Popen([*DAEDALUS, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
@@ -95,9 +108,9 @@ def test_two_runs_write_one_postgres_archive_at_once(pg_url: str, tmp_path: Path
     assert not (tmp_path / ".daedalus" / "archive.db").exists()
 
 
-def test_a_killed_run_resumes_from_its_postgres_checkpoint(pg_url: str, tmp_path: Path) -> None:
+def test_a_killed_run_resumes_from_its_postgres_checkpoint(pg_url: str, tmp_path: Path, private_cache: Path) -> None:
     args = ["run", "swish_scale", *SMALL, "--iterations", "8", "--workers", "2", "--json"]
-    proc = _start(args, tmp_path, pg_url)
+    proc = _start(args, tmp_path, pg_url, private_cache)
     deadline = time.monotonic() + 240
     run_id = None
     while time.monotonic() < deadline and proc.poll() is None:  # kill it once a few are in
@@ -112,6 +125,11 @@ def test_a_killed_run_resumes_from_its_postgres_checkpoint(pg_url: str, tmp_path
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert _checkpoint_threads(pg_url) == {run_id}
-    resumed = _summary(_start(["run", "--resume", run_id, "--json"], tmp_path, pg_url))
+    # torch's C++ build lock is a plain file: a build killed with the run leaves it behind and
+    # the next build of that candidate waits on it until the sandbox times it out. Clearing
+    # it is the sandbox's job (reported); here it would only slow the test down by minutes.
+    for stale in private_cache.glob("torch_extensions/*/*/lock"):
+        stale.unlink()
+    resumed = _summary(_start(["run", "--resume", run_id, "--json"], tmp_path, pg_url, private_cache))
     assert resumed["run_id"] == run_id and resumed["status"] == "finished"
     _check_run(pg_url, run_id, 8)
