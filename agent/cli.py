@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import typer
 
-from daedalus.agent import cli_archive, cli_chat, cli_eval, cli_run, cli_sandbox, cli_serve, cli_tasks, cli_worker
+from daedalus.agent import (
+    cli_archive,
+    cli_chat,
+    cli_eval,
+    cli_run,
+    cli_sandbox,
+    cli_serve,
+    cli_tasks,
+    cli_worker,
+)
 
 app = typer.Typer(
     name="daedalus",
