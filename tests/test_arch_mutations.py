@@ -118,3 +118,12 @@ def test_no_mutation_left_is_an_error_not_a_repeat() -> None:
     tiny = "import torch.nn as nn\n\n\nclass ModelNew(nn.Module):\n    def forward(self, x):\n        return x\n"
     proposal = proposer.propose(_brief("digits", "improve", _entry("p", tiny)))
     assert proposal.code == "" and "no architecture mutation applies" in (proposal.error or "")
+
+
+def test_kernel_resizing_never_reaches_zero() -> None:
+    code = load_task("digits").files["cnn_classifier.py"].replace("kernel_size=3, padding=1",
+                                                                  "kernel_size=2, padding=1")
+    for seed in range(20):
+        tree = ast.parse(code)
+        changes = MUTATIONS["kernel_size"](tree, random.Random(seed), Target(sequence=False))
+        assert changes and "-> 0" not in changes[0].detail and "-> -" not in changes[0].detail

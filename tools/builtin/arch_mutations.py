@@ -184,7 +184,7 @@ def kernel_size(tree: ast.Module, rng: random.Random, target: Target) -> list[Ch
     assert isinstance(keyword.value, ast.Constant)
     old = keyword.value.value
     assert isinstance(old, int)
-    new = old + 2 if old <= 1 or rng.random() < 0.5 else old - 2
+    new = old + 2 if old <= 2 or rng.random() < 0.5 else old - 2  # never below 1
     keyword.value = ast.Constant(new)
     # A Conv1d padded by k - 1 (then cut to the input length) is a causal convolution: it
     # must stay padded by k - 1, or it looks ahead. Otherwise keep 'same' padding k // 2.
