@@ -9,7 +9,7 @@ Registered onto ``cli_archive.app`` by ``register``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -30,11 +30,13 @@ def pareto_command(run: RunOpt = "latest", as_json: JsonFlag = False) -> None:
             base._fail(f"run {found.id} has no Pareto front: it needs correct candidates with at "
                        "least two numeric objectives (architecture tasks record accuracy or "
                        "bpc, params and latency_ms); kernel runs have one, the speedup")
-        scores = {p.candidate_id: store.find_candidate(s, candidate_id=p.candidate_id)
-                  for p in front.front}  # fmt: skip
-        rows = [{"id": p.candidate_id, "seq": p.seq,
-                 "score": scores[p.candidate_id].score if scores[p.candidate_id] else None,
-                 **dict(zip(front.names, p.values, strict=True))} for p in front.front]  # fmt: skip
+        scores: dict[str, float | None] = {}
+        for point in front.front:
+            found_candidate = store.find_candidate(s, candidate_id=point.candidate_id)
+            scores[point.candidate_id] = found_candidate.score if found_candidate else None
+        rows: list[dict[str, Any]] = [
+            {"id": p.candidate_id, "seq": p.seq, "score": scores[p.candidate_id],
+             **dict(zip(front.names, p.values, strict=True))} for p in front.front]  # fmt: skip
         if as_json:
             base._print_json({"run": found.id, "task": found.task,
                               "objectives": dict(zip(front.names, front.directions, strict=True)),
