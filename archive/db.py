@@ -26,11 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daedalus.archive.errors import ArchiveBusyError, SchemaError
-from daedalus.archive.migrations import HEAD
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from daedalus.archive.errors import ArchiveBusyError, SchemaError
+from daedalus.archive.migrations import HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config

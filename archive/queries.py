@@ -14,9 +14,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from daedalus.archive.models import DUPLICATE, EVALUATION_STATUSES, PENDING, Candidate, Lesson, Run
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased, selectinload
+
+from daedalus.archive.models import DUPLICATE, EVALUATION_STATUSES, PENDING, Candidate, Lesson, Run
 
 FAILURE_STATUSES = tuple(s for s in EVALUATION_STATUSES if s != "ok")
 

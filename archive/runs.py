@@ -7,10 +7,11 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from daedalus.archive.errors import AmbiguousIdError, NotFoundError
-from daedalus.archive.models import RUN_STATUSES, Candidate, Run, new_run_id, utcnow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+
+from daedalus.archive.errors import AmbiguousIdError, NotFoundError
+from daedalus.archive.models import RUN_STATUSES, Candidate, Run, new_run_id, utcnow
 
 _Row = TypeVar("_Row", Run, Candidate)
 

@@ -20,6 +20,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
 from daedalus.archive.errors import ArchiveError, NotFoundError
 from daedalus.archive.models import (
     DUPLICATE,
@@ -64,10 +69,6 @@ from daedalus.archive.runs import (
     set_run_elapsed,
     update_run_status,
 )
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 __all__ = [
     "RecordOutcome",

@@ -20,11 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
 from daedalus.archive import store
 from daedalus.archive.db import Archive, open_archive
 from daedalus.archive.models import EVALUATION_STATUSES, Candidate, Evaluation, Run, new_id
-from sqlalchemy import insert, update
-from sqlalchemy.orm import Session
 
 TASK = "bench_task"
 CODE = '''import torch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from daedalus.tools.extract import (
     EditBlock,
     EditError,

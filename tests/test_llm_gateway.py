@@ -6,6 +6,7 @@ import socket
 import time
 
 import pytest
+
 from daedalus.tools.llm import (
     LLMBadReply,
     LLMBudgetExceeded,
@@ -15,7 +16,6 @@ from daedalus.tools.llm import (
     LLMUnavailable,
 )
 from daedalus.tools.llm_errors import parse_retry_after
-
 from tests.stub_llm import STUB_API_KEY, STUB_KEY_ENV, Reply, StubLLM, ToolCall
 
 HELLO = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]

@@ -6,11 +6,11 @@ import time
 from dataclasses import replace
 
 import pytest
+
 from daedalus.agent.profile import build_messages
 from daedalus.tools.llm import LLMBudgetExceeded, LLMGateway, LLMUnavailable
 from daedalus.tools.llm_proposer import LLMProposer
 from daedalus.tools.proposer import ArchiveEntry, Brief
-
 from tests.stub_llm import Reply, StubLLM
 
 TASK = """import torch

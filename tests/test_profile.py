@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import jinja2
 import pytest
+
 from daedalus import prompts
 from daedalus.agent import profile
 from daedalus.tools.extract import code_blocks, extract_code

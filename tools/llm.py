@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from daedalus.tools.llm_errors import (
     LLMBadReply,
     LLMBudgetExceeded,
@@ -36,7 +38,6 @@ from daedalus.tools.llm_errors import (
     classify,
     missing_key_error,
 )
-from pydantic import BaseModel, Field
 
 __all__ = [
     "Completion",

@@ -8,8 +8,9 @@ URL, which is how ``alembic`` commands run against ``alembic_config(url)``.
 from __future__ import annotations
 
 from alembic import context
-from daedalus.archive.models import Base
 from sqlalchemy import Connection
+
+from daedalus.archive.models import Base
 
 config = context.config
 target_metadata = Base.metadata
