@@ -164,6 +164,8 @@ class ForkServer:
         isolation.prepare_dir(workdir / "tmp")
         ext = isolation.prepare_dir(
             self.cache / "torch_extensions" / hashlib.sha256(code.encode()).hexdigest()[:20])
+        if needs_build(code):
+            isolation.clear_stale_build_locks(ext)
         writable = [ext, *self.shared_caches]
         out_r, out_w = os.pipe()
         res_r, res_w = os.pipe()
@@ -216,6 +218,7 @@ class ForkServer:
 
             limits = Limits(**req.get("limits", {}))
             if needs_build(req.get("code", "")):
+                isolation.hold_build_dir(ext)  # until this child exits, however it exits
                 # Compilers write big files (a precompiled torch header is ~200 MB).
                 limits = limits.model_copy(update={"fsize_mb": max(limits.fsize_mb, BUILD_FSIZE_MB)})
             info = isolation.isolate(workdir, writable, limits, pid_ns=pid_ns,

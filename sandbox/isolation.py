@@ -11,7 +11,9 @@ instead of failing: on machines without the privileges the result says what was 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import os
 import resource
 import signal
@@ -228,3 +230,43 @@ def prepare_dir(path: Path) -> Path:
     if is_root():
         os.chown(path, NOBODY, NOBODY)
     return path
+
+
+
+BUILD_OWNER = ".build-owner"
+
+
+def hold_build_dir(ext_dir: Path) -> int:
+    """Mark a build in ``ext_dir`` as live for as long as this process (or the returned fd)
+    lives: a shared ``flock`` on its owner file, which the kernel drops when the process dies."""
+    fd = os.open(ext_dir / BUILD_OWNER, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another server clears stale locks
+    return fd
+
+
+def clear_stale_build_locks(ext_dir: Path) -> list[Path]:
+    """Remove torch's build ``lock`` files under ``ext_dir`` when no live build holds it.
+
+    ``load_inline`` guards a build directory with a lock file and waits for as long as the
+    file exists; a build killed mid-way (a timeout, a killed run) leaves it behind, and every
+    later build of the same source would wait until its own timeout. Every sandboxed build
+    holds ``hold_build_dir``'s shared lock, so an exclusive one taken here proves no build is
+    alive, and holding it while deleting keeps a new build from starting in between.
+    """
+    removed: list[Path] = []
+    locks = list(ext_dir.glob("*/lock"))
+    if not locks:
+        return removed
+    fd = os.open(ext_dir / BUILD_OWNER, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return removed  # a build is running: its lock is live
+        for lock in locks:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+                removed.append(lock)
+    finally:
+        os.close(fd)
+    return removed

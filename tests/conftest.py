@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +42,16 @@ def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         return
     with fresh_database() as url:
         yield url
+
+
+# --- sandbox build cache ---
+
+
+@pytest.fixture
+def private_cache() -> Iterator[Path]:
+    """A build cache of the test's own, so a test can plant or leave build state (torch's
+    build lock of a killed build) without touching the machine's shared cache. Under /tmp:
+    the sandbox user must reach it, which pytest's private tmp_path does not allow."""
+    path = Path(f"/tmp/daedalus-test-cache-{uuid.uuid4().hex[:8]}")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

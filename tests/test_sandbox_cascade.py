@@ -3,6 +3,7 @@ broken tasks, concurrency and fork-server recovery."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 
 from daedalus.sandbox import Evaluator, Limits, Status, evaluate, get_sandbox
 from daedalus.sandbox.backends import BackendUnavailable
+from daedalus.sandbox.isolation import clear_stale_build_locks, hold_build_dir, prepare_dir
 from daedalus.tasks import Task, TaskError, load_task
 
 HERE = Path(__file__).parent / "candidates"
@@ -186,10 +188,35 @@ def test_triton_candidate_runs_in_the_interpreter(evaluator: Evaluator, swish: T
     assert result.functional_hash is None
 
 
+def plant_stale_lock(cache: Path, source: str, name: str) -> Path:
+    """torch's build lock as a killed build leaves it, where the sandbox builds ``source``."""
+    key = hashlib.sha256(source.encode()).hexdigest()[:20]
+    lock = cache / "torch_extensions" / key / name / "lock"
+    prepare_dir(lock.parent)  # owned by the sandbox user, as its killed build left it
+    lock.touch()
+    return lock
+
+
+def test_build_locks_are_cleared_only_when_no_build_is_alive(tmp_path: Path) -> None:
+    lock = plant_stale_lock(tmp_path, "a", "ext_a")
+    key_dir = lock.parent.parent
+    holder = hold_build_dir(key_dir)  # a live build of the same source
+    try:
+        assert clear_stale_build_locks(key_dir) == []
+        assert lock.exists()
+    finally:
+        os.close(holder)
+    assert clear_stale_build_locks(key_dir) == [lock]  # its builder died: the lock is stale
+    assert not lock.exists()
+
+
 @pytest.mark.slow
-def test_cpp_load_inline_candidate(swish: Task) -> None:
-    with Evaluator(limits=LIMITS) as ev:
-        first = ev.evaluate(swish, code("swish_cpp"))
+def test_cpp_load_inline_candidate(swish: Task, private_cache: Path) -> None:
+    # A build killed in an earlier run left torch's lock behind: the build must not wait on it.
+    source = code("swish_cpp")
+    plant_stale_lock(private_cache, source, "daedalus_swish_scale_bias")
+    with Evaluator(limits=LIMITS, cache_dir=private_cache) as ev:
+        first = ev.evaluate(swish, source)
         assert first.status is Status.OK, first.error
         again = ev.evaluate(swish, code("swish_cpp"))  # cached by source hash: no rebuild
     assert again.status is Status.OK
