@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from daedalus.tasks import Task, TaskError, constants_of, list_tasks, load_task, parse_overrides
+from daedalus.tasks import Task, TaskError, constants_of, list_all_tasks, load_task, parse_overrides
 from daedalus.tasks.check import CheckReport, Outcome
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(help="List, inspect and sanity-check kernel tasks.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect and sanity-check tasks: kernels, architectures, programs.", no_args_is_help=True)
 
 SetOption = Annotated[
     list[str] | None,
@@ -70,26 +70,40 @@ def task_record(task: Task) -> dict[str, Any]:
     }
 
 
+KINDS = ("kernel", "architecture", "program")
+
+
 @app.command("list")
-def list_command(as_json: JsonOption = False) -> None:
-    """List the shipped task library."""
+def list_command(
+    as_json: JsonOption = False,
+    kind: Annotated[
+        str, typer.Option("--kind", help="Only this kind: kernel, architecture, program or all.")
+    ] = "all",
+) -> None:
+    """List the shipped tasks: kernels, architecture folders and program folders."""
+    if kind != "all" and kind not in KINDS:
+        raise _fail(f"unknown kind {kind!r}; choose one of: all, {', '.join(KINDS)}")
     try:
-        tasks = list_tasks()
+        tasks = list_all_tasks(KINDS if kind == "all" else (kind,))
     except TaskError as exc:
         raise _fail(f"the shipped library is broken: {exc}") from exc
     if as_json:
         typer.echo(json.dumps([task_record(t) for t in tasks], indent=2))
         return
-    table = Table(title=f"{len(tasks)} shipped kernel tasks", title_justify="left")
+    counts = ", ".join(f"{sum(t.kind == k for t in tasks)} {k}" for k in KINDS
+                       if any(t.kind == k for t in tasks))
+    table = Table(title=f"{len(tasks)} shipped tasks ({counts})", title_justify="left")
     table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
     table.add_column("category", style="magenta", no_wrap=True)
     table.add_column("description")
     for task in tasks:
-        table.add_row(task.name, task.category, task.description)
+        table.add_row(task.name, task.kind, task.category, task.description)
     console = _console()
     console.print(table)
     console.print(
-        "Show one with [bold]daedalus tasks show NAME[/]; any KernelBench file loads by path.",
+        "Show one with [bold]daedalus tasks show NAME[/]; any KernelBench file loads by path, "
+        "any architecture or program folder by its path.",
         markup=True,
     )
 

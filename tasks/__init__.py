@@ -1,6 +1,13 @@
 """Tasks: the KernelBench task format, its loader and the shipped task library."""
 
-from daedalus.tasks.loader import LIBRARY_DIR, constants_of, list_tasks, load_task, parse_overrides
+from daedalus.tasks.loader import (
+    LIBRARY_DIR,
+    constants_of,
+    list_all_tasks,
+    list_tasks,
+    load_task,
+    parse_overrides,
+)
 from daedalus.tasks.model import Objective, Task, TaskError, TaskKind
 from daedalus.tasks.runtime import TaskModule, materialise, validate_outputs
 
@@ -12,6 +19,7 @@ __all__ = [
     "TaskKind",
     "TaskModule",
     "constants_of",
+    "list_all_tasks",
     "list_tasks",
     "load_task",
     "materialise",

@@ -144,6 +144,20 @@ def list_tasks() -> list[Task]:
     return sorted(tasks, key=lambda t: (t.category, t.name))
 
 
+def list_all_tasks(kinds: tuple[str, ...] = ("kernel", "architecture", "program")) -> list[Task]:
+    """The shipped tasks of the given kinds: kernels, then architecture and program folders."""
+    from daedalus.tasks.architecture import list_architectures, load_architecture_dir
+    from daedalus.tasks.program import list_programs, load_program_dir
+
+    tasks = list_tasks() if "kernel" in kinds else []
+    if "architecture" in kinds:
+        tasks += sorted((load_architecture_dir(p) for p in list_architectures()),
+                        key=lambda t: (t.category, t.name))
+    if "program" in kinds:
+        tasks += sorted((load_program_dir(p) for p in list_programs()), key=lambda t: t.name)
+    return tasks
+
+
 def load_task(name_or_path: str, overrides: dict[str, Any] | None = None) -> Task:
     """A shipped task by name, or any KernelBench-format file by path, with size overrides."""
     if not name_or_path.strip():

@@ -34,7 +34,7 @@ RECORD_TYPES = {
 
 
 def test_list_json_schema() -> None:
-    result = runner.invoke(app, ["list", "--json"])
+    result = runner.invoke(app, ["list", "--kind", "kernel", "--json"])
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     assert isinstance(records, list)
@@ -46,6 +46,18 @@ def test_list_json_schema() -> None:
         assert Path(record["path"]).is_file()
         assert record["objectives"][0] == {"name": "speedup", "direction": "max"}
         assert record["constants"], f"{record['name']} has no size constant to --set"
+
+
+def test_list_shows_every_kind_by_default() -> None:
+    records = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
+    kinds = {r["name"]: r["kind"] for r in records}
+    assert kinds["swish_scale"] == "kernel"
+    assert kinds["mqar"] == "architecture"
+    assert kinds["function_minimization"] == "program"
+    only = json.loads(runner.invoke(app, ["list", "--kind", "architecture", "--json"]).stdout)
+    assert {r["kind"] for r in only} == {"architecture"} and len(only) >= 4
+    bad = runner.invoke(app, ["list", "--kind", "kernels"])
+    assert bad.exit_code == 2 and "choose one of" in bad.output
 
 
 def test_list_table_names_every_task() -> None:
