@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console, Group
-from rich.panel import Panel
-from rich.syntax import Syntax
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from daedalus.agent import cli_pareto, cli_review
+from daedalus.agent.cli_render import code_panel, render_candidate
+from daedalus.agent.cli_render import fmt_num as _num
+from daedalus.agent.cli_render import fmt_when as _when
+from daedalus.agent.cli_render import status_text as _status
 from daedalus.agent.cli_review import BackendOpt, FingerprintOpt, SearchOpt, TaskOpt
 
 if TYPE_CHECKING:
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Review the archive: runs, candidates, the best result.", no_args_is_help=True
 )
-
-LOG_TAIL_LINES = 40
-LINEAGE_SHOWN = 8
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 RunRef = Annotated[str, typer.Option("--run", "-r", help="Run id, unique id prefix, or 'latest'.")]
@@ -109,10 +107,6 @@ def _resolve_run(session: Session, ref: str) -> Run:
     return store.get_run(session, run_id=ref)
 
 
-def _when(value: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
-    return value.astimezone().strftime(fmt) if value else "-"
-
-
 def _summary(c: Candidate) -> str:
     """One line for a listing: the error of a failure, else what the proposer said."""
     ev = c.evaluation
@@ -123,10 +117,6 @@ def _summary(c: Candidate) -> str:
     return c.description.splitlines()[0] if c.description else ""
 
 
-def _num(value: float | None, fmt: str = ".4g") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def _run_status(run: Run) -> Text:
     from daedalus.archive.serialize import run_process_alive
 
@@ -134,11 +124,6 @@ def _run_status(run: Run) -> Text:
     if run_process_alive(run) is False:
         return Text("running (dead)", style="yellow")
     return Text(run.status, style=colour.get(run.status, ""))
-
-
-def _status(status: str) -> Text:
-    style = {"ok": "green", "pending": "cyan", "duplicate": "dim"}.get(status, "red")
-    return Text(status, style=style)
 
 
 @app.command("runs")
@@ -289,92 +274,7 @@ def show_command(
             data["children"] = [k.id for k in kids]
             _print_json(data)
             return
-        _out().print(_render_candidate(c, ancestors, kids))
-
-
-def _render_candidate(c: Candidate, ancestors: list[Candidate], kids: list[Candidate]) -> Group:
-    ev = c.evaluation
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    rows: list[tuple[str, str | Text]] = [
-        ("candidate", c.id),
-        ("run", f"{c.run_id}  (task {c.task}, seq {c.seq}, iteration {c.iteration})"),
-        ("status", _status(c.status)),
-        ("score", _num(c.score)),
-        ("speedup", _num(ev.speedup if ev else None, ".3f")),
-        ("origin", f"{c.mode} by {c.proposer} ({c.model})"),
-        ("parent", c.parent_id or "-"),
-        ("island / generation", f"{c.island} / {c.generation}"),
-        ("cell", c.cell or "-"),
-        ("proposal cost", f"{c.prompt_tokens}+{c.completion_tokens} tokens, ${c.cost_usd:.4f}"),
-        ("created", _when(c.created_at, "%Y-%m-%d %H:%M:%S")),
-    ]
-    if c.inspirations:
-        rows.append(("inspirations", ", ".join(str(i)[:12] for i in c.inspirations)))
-    if c.duplicate_of:
-        rows.append(("duplicate of", f"{c.duplicate_of} ({c.duplicate_kind})"))
-    if c.description:
-        rows.append(("description", Text(c.description)))
-    if c.instruction:
-        rows.append(("instruction", Text(c.instruction)))
-    for key, value in rows:
-        head.add_row(key, value)
-    parts: list[Any] = [head, Panel(Syntax(c.code, "python", line_numbers=True), title="code")]
-    if ev is None:
-        parts.append(Text("Not evaluated (pending or duplicate).", style="dim"))
-    else:
-        parts.append(_render_evaluation(ev))
-    parts.append(_render_lineage(c, ancestors, kids))
-    return Group(*parts)
-
-
-def _render_evaluation(ev: Any) -> Group:
-    info = Table.grid(padding=(0, 2))
-    info.add_column(style="bold")
-    info.add_column()
-    info.add_row("stage", ev.stage or "-")
-    info.add_row("duration", f"{ev.duration_s:.2f} s on {ev.backend or '?'} ({ev.sandbox or '?'})")
-    if ev.flags:
-        info.add_row("flags", ", ".join(map(str, ev.flags)))
-    if ev.error:
-        info.add_row("error", Text(ev.error, style="red"))
-    parts: list[Any] = [Panel(info, title="evaluation")]
-    values = {**ev.metrics, **{f"objective {k}": v for k, v in ev.objectives.items()}}
-    if values:
-        metrics = Table("metric", "value", title="metrics", title_justify="left")
-        for key, value in sorted(values.items()):
-            metrics.add_row(
-                Text(str(key)), Text(_num(value) if isinstance(value, float) else str(value))
-            )
-        parts.append(metrics)
-    if ev.logs:
-        lines = ev.logs.splitlines()
-        tail = "\n".join(lines[-LOG_TAIL_LINES:])
-        note = (
-            f" (last {LOG_TAIL_LINES} of {len(lines)} lines)" if len(lines) > LOG_TAIL_LINES else ""
-        )
-        parts.append(Panel(Text(tail), title=f"feedback / logs{note}"))
-    hw = Table("hardware", "value", title="fingerprint", title_justify="left")
-    for key, value in sorted(ev.fingerprint.items()):
-        hw.add_row(Text(str(key)), Text(str(value)))
-    hw.add_row("hash", ev.fingerprint_hash, style="dim")
-    parts.append(hw if ev.fingerprint else Text("No hardware fingerprint recorded.", style="dim"))
-    return Group(*parts)
-
-
-def _render_lineage(c: Candidate, ancestors: list[Candidate], kids: list[Candidate]) -> Panel:
-    chain = list(reversed(ancestors[:LINEAGE_SHOWN]))
-    text = Text()
-    if len(ancestors) > LINEAGE_SHOWN:
-        text.append(f"... {len(ancestors) - LINEAGE_SHOWN} older ancestors\n", style="dim")
-    for a in [*chain, c]:
-        text.append(f"{a.id[:12]}", style="bold" if a is c else "")
-        text.append(f"  gen {a.generation}  {a.status}  score {_num(a.score)}  {a.mode}\n")
-    text.append(f"{len(kids)} children", style="dim")
-    if kids:
-        text.append(": " + ", ".join(k.id[:12] for k in kids[:10]), style="dim")
-    return Panel(text, title=f"lineage ({len(ancestors)} ancestors)")
+        _out().print(render_candidate(c, ancestors, kids))
 
 
 @app.command("best")
@@ -432,7 +332,7 @@ def best_command(
             f"speedup {speedup}x  ({best.mode} by {best.proposer})"
         )
         out.print(title)
-        out.print(Panel(Syntax(best.code, "python", line_numbers=True), title="code"))
+        out.print(code_panel(best.code))
         out.print(Text(f"Details: daedalus archive show {best.id[:12]}", style="dim"))
 
 

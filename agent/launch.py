@@ -14,7 +14,8 @@ from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from daedalus.agent.config import RunConfig, daedalus_home
-from daedalus.agent.runtime import Analyst, EventSink, RunContext, statistical_lessons
+from daedalus.agent.memory import statistical_lessons
+from daedalus.agent.runtime import Analyst, EventSink, RunContext
 from daedalus.archive import store
 
 if TYPE_CHECKING:

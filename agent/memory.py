@@ -138,3 +138,22 @@ def _program_context(task: Task) -> str:
         return ""
     name = str(task.settings.get("evaluator_file", "evaluator.py"))
     return task.files.get(name, "")
+
+
+def statistical_lessons(task_name: str, entries: list[Any]) -> list[str]:
+    """The analyst without an LLM: which recorded approaches helped and which broke."""
+    by_origin: dict[str, list[Any]] = {}
+    for e in entries:
+        key = (e.description or e.origin).split(";")[0].strip()[:80] or e.origin
+        by_origin.setdefault(key, []).append(e)
+    lessons: list[str] = []
+    for key, items in sorted(by_origin.items(), key=lambda kv: -len(kv[1])):
+        ok = [e for e in items if e.status == "ok"]
+        failed = [e for e in items if e.status not in ("ok", "pending")]
+        best = max((e.speedup or 0.0 for e in ok), default=0.0)
+        if failed and not ok:
+            statuses = sorted({e.status for e in failed})
+            lessons.append(f"'{key}' failed {len(failed)}x on {task_name} ({', '.join(statuses)}); avoid or fix it.")
+        elif ok and best > 1.0:
+            lessons.append(f"'{key}' produced correct candidates up to {best:.2f}x on {task_name}.")
+    return lessons[:3]
