@@ -44,7 +44,7 @@ def eval_command(
     backend: Annotated[str, typer.Option(
         "--backend", help="Hardware backend: cpu, cuda, triton, npu or auto.")] = "cpu",
     sandbox: Annotated[str, typer.Option(
-        "--sandbox", help="Isolation: process (fork server), docker or auto.")] = "process",
+        "--sandbox", help="Isolation: process (fork server), docker, or auto (docker when an engine answers).")] = "process",
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", metavar="NAME=VALUE",
         help="Override a module-level constant of the task (repeatable), e.g. --set dim=1024.",

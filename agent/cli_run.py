@@ -25,7 +25,7 @@ def run_command(
     device_seconds: float = typer.Option(None, "--device-seconds", help="Stop after this much evaluation time."),
     target_score: float = typer.Option(None, "--target-score", help="Stop when the best score reaches this."),
     backend: str = typer.Option(None, "--backend", help="cpu (default), cuda, triton, npu."),
-    sandbox: str = typer.Option(None, "--sandbox", help="process (default) or docker."),
+    sandbox: str = typer.Option(None, "--sandbox", help="Isolation: process (default, fork server), docker, or auto (docker when an engine answers)."),
     executor: str = typer.Option(None, "--executor", help="Where evaluations run: local (default) or ray."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster for --executor ray: auto (default) or HOST:PORT."),
     threads: int = typer.Option(None, "--threads", help="Torch threads per evaluation (default 1)."),

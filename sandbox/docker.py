@@ -42,7 +42,7 @@ from daedalus.sandbox.docker_pool import (
     ContainerSpec,
     WarmContainer,
 )
-from daedalus.sandbox.protocol import WORKER_ENV, Sandbox, SandboxRun
+from daedalus.sandbox.protocol import WORKER_ENV, Sandbox, SandboxRun, sandbox_run_from_answer
 from daedalus.sandbox.result import Limits
 from daedalus.sandbox.static import needs_build
 
@@ -55,12 +55,6 @@ CONTAINER_CACHE = "/cache"
 SCRATCH_MB = 2048
 FORK_SERVER_MB = 1536  # the fork server's own torch, on top of the candidate's memory limit
 EXTRA_PIDS = 64  # the fork server's own threads count against the pids limit
-
-
-def _to_run(answer: dict[str, Any]) -> SandboxRun:
-    from daedalus.sandbox.process import _to_run as process_to_run
-
-    return process_to_run(answer)
 
 
 class DockerSandbox:
@@ -262,7 +256,7 @@ class DockerSandbox:
 
             got = warm.read_until(answer, time.monotonic() + wait)
             if got is not None:
-                run = _to_run(got)
+                run = sandbox_run_from_answer(got)
                 # What the fork server could not do inside the container (its own network
                 # and mount namespaces need capabilities the container does not have) is
                 # what the container itself provides: report that, not the inner view.

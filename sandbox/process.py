@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from daedalus.sandbox.protocol import WORKER_ENV, SandboxRun
+from daedalus.sandbox.protocol import WORKER_ENV, SandboxRun, sandbox_run_from_answer
 from daedalus.sandbox.result import Limits
 from daedalus.sandbox.static import needs_build
 
@@ -198,7 +198,7 @@ class ProcessSandbox:
                 return SandboxRun(result=None, timed_out=True, sandbox_error="the fork server "
                                   f"did not answer within {wait:.0f} s and was restarted")
             if pending.answer is not None:
-                return _to_run(pending.answer)
+                return sandbox_run_from_answer(pending.answer)
             lost = server.stderr_tail()
         return SandboxRun(result=None, sandbox_error="the fork server died twice while "
                           f"running this candidate; its last error output:\n{lost}")
@@ -209,18 +209,3 @@ class ProcessSandbox:
         if server is not None:
             server.stop()
 
-
-def _to_run(answer: dict[str, Any]) -> SandboxRun:
-    return SandboxRun(
-        result=answer.get("result"),
-        task_error=answer.get("task_error"),
-        stage=answer.get("stage", ""),
-        isolation=answer.get("isolation", {}),
-        exit_code=answer.get("exit_code"),
-        signal=answer.get("signal"),
-        timed_out=bool(answer.get("timed_out")),
-        flooded=bool(answer.get("flooded")),
-        logs=answer.get("logs", ""),
-        duration_s=float(answer.get("duration_s", 0.0)),
-        sandbox_error=answer.get("sandbox_error"),
-    )

@@ -33,6 +33,23 @@ class SandboxRun:
     sandbox_error: str | None = None  # our own failure (worker lost), not the candidate's
 
 
+def sandbox_run_from_answer(answer: dict[str, Any]) -> SandboxRun:
+    """A fork server's final answer (the same from a local process or a container)."""
+    return SandboxRun(
+        result=answer.get("result"),
+        task_error=answer.get("task_error"),
+        stage=answer.get("stage", ""),
+        isolation=answer.get("isolation", {}),
+        exit_code=answer.get("exit_code"),
+        signal=answer.get("signal"),
+        timed_out=bool(answer.get("timed_out")),
+        flooded=bool(answer.get("flooded")),
+        logs=answer.get("logs", ""),
+        duration_s=float(answer.get("duration_s", 0.0)),
+        sandbox_error=answer.get("sandbox_error"),
+    )
+
+
 class Sandbox(Protocol):
     name: str
 
