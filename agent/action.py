@@ -29,13 +29,15 @@ class Finished:
 class EvaluationPool:
     """A bounded pool of in-flight evaluations keyed by candidate id (submission is idempotent)."""
 
-    def __init__(self, evaluate: EvaluateFn, *, workers: int) -> None:
+    def __init__(self, evaluate: EvaluateFn, *, workers: int, lookahead: int = 0) -> None:
         self._evaluate = evaluate
         self._executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="daedalus-eval")
         self._futures: dict[cf.Future[EvaluationResult], str] = {}
         self._ids: set[str] = set()
         self._lock = threading.Lock()
         self.workers = workers
+        # Beyond ``workers``, up to ``lookahead`` candidates wait in the executor's queue.
+        self.capacity = workers + lookahead
 
     def __len__(self) -> int:
         with self._lock:

@@ -17,6 +17,7 @@ def run_command(
     task: str = typer.Argument(None, help="A shipped task name, a KernelBench-format file, or a program task directory (initial_program.py + evaluator.py, e.g. an OpenEvolve example)."),
     iterations: int = typer.Option(None, "--iterations", "-n", help="Proposals to make (default 40)."),
     workers: int = typer.Option(None, "--workers", "-w", help="Evaluations in flight at once (default 2)."),
+    lookahead: int = typer.Option(None, "--lookahead", help="Proposals prepared while every worker is busy (default 1; 0: none)."),
     proposer: list[str] = typer.Option(None, "--proposer", "-p", help="builtin (offline default) or llm; repeat to mix."),
     model: list[str] = typer.Option(None, "--model", "-m", help="litellm model string, e.g. openai/gpt-4o; repeatable."),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
@@ -48,7 +49,7 @@ def run_command(
     from daedalus.tasks.model import TaskError
 
     given = {
-        "iterations": iterations, "workers": workers, "proposers": proposer or None, "models": model or None,
+        "iterations": iterations, "workers": workers, "lookahead": lookahead, "proposers": proposer or None, "models": model or None,
         "api_base": api_base, "budget_usd": budget_usd, "time_limit_s": time_limit,
         "device_seconds": device_seconds, "target_score": target_score, "backend": backend,
         "sandbox": sandbox, "threads": threads, "seed": seed, "timeout_s": timeout,

@@ -18,6 +18,9 @@ class RunConfig(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     iterations: int = Field(default=40, ge=1)
     workers: int = Field(default=2, ge=1, le=64)
+    # Proposals prepared while every worker is busy, so the next LLM call overlaps the
+    # evaluations in flight instead of waiting for them (0: strictly one after the other).
+    lookahead: int = Field(default=1, ge=0, le=16)
     proposers: list[ProposerName] = Field(default_factory=lambda: list[ProposerName](["builtin"]))
     models: list[str] = Field(default_factory=list)
     api_base: str | None = None

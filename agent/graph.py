@@ -53,8 +53,9 @@ def build_graph(ctx: RunContext, *, checkpointer: BaseCheckpointSaver[Any] | Non
         return {"candidate_id": None}
 
     def record(state: RunState) -> dict[str, Any]:
-        # Block only when there is nothing else useful to do: the pool is full or we are stopping.
-        full = len(ctx.pool) >= ctx.pool.workers
+        # Block only when there is nothing else useful to do: the pool is full (every worker
+        # busy and the lookahead queued) or we are stopping.
+        full = len(ctx.pool) >= ctx.pool.capacity
         block = full or bool(state.get("stop_reason")) or not state.get("plan")
         done = ctx.record(block=block and len(ctx.pool) > 0)
         return {"recorded": done, "since_reflect": state.get("since_reflect", 0) + done}

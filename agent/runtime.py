@@ -68,7 +68,7 @@ class RunContext:
         self.proposers = proposers
         self.backend = backend
         self.sandbox = sandbox
-        self.pool = EvaluationPool(evaluate, workers=config.workers)
+        self.pool = EvaluationPool(evaluate, workers=config.workers, lookahead=config.lookahead)
         self.analyst = analyst
         self.on_event = on_event or (lambda kind, data: None)
         self.stop_event = threading.Event()
@@ -143,7 +143,7 @@ class RunContext:
                 reason = f"proposer failed: {self.fatal}"
             if reason is not None:
                 return None, reason
-            if len(self.pool) >= self.pool.workers:
+            if len(self.pool) >= self.pool.capacity:
                 return None, None
             plan = self._choose(s, proposals)
         if plan is None and len(self.pool) == 0:

@@ -129,3 +129,31 @@ def test_llm_run_from_an_openevolve_config_feeds_artifacts_back(tmp_path: Path) 
     users = [m["content"] for r in proposals for m in r["messages"] if m["role"] == "user"]
     assert "ARTIFACT-MARK main() gave 0.25" in users[0]  # the seed's artifacts
     assert any("ARTIFACT-MARK main() gave 0.5" in u for u in users[1:])
+
+
+def _overlapped(rows: list[Candidate]) -> int:
+    """How many candidates were proposed (archived) before the one before them was scored."""
+    return sum(
+        1 for before, after in itertools.pairwise(rows)
+        if before.evaluation is not None and after.created_at < before.evaluation.created_at
+    )
+
+
+def test_lookahead_proposes_while_the_evaluation_runs(tmp_path: Path) -> None:
+    # A slow evaluator: with one worker, lookahead 1 prepares the next proposal meanwhile;
+    # lookahead 0 waits for every result before it proposes again.
+    counts = {}
+    for lookahead in ("1", "0"):
+        cwd = tmp_path / f"lookahead{lookahead}"
+        cwd.mkdir()
+        task = _task(cwd)
+        (task / "evaluator.py").write_text("import time\n" + EVALUATOR.replace(
+            "    value = module.main()", "    time.sleep(0.6)\n    value = module.main()"))
+        out = _run(["run", str(task), "--iterations", "4", "--workers", "1",
+                    "--lookahead", lookahead, "--json"], cwd)
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        assert summary["iterations"] == 4 and summary["by_status"] == {"ok": 5}
+        counts[lookahead] = _overlapped(_candidates(cwd))
+    assert counts["0"] == 0
+    assert counts["1"] >= 2, counts
