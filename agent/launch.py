@@ -215,7 +215,7 @@ def drive(
     _import_in_background(llm="llm" in config.proposers)
     proposers = build_proposers(config)
     try:
-        executor = make_executor(config)
+        executor = make_executor(config, task_kind=task.kind)
     except ExecutorError as exc:
         raise LaunchError(str(exc)) from exc
     with closing(executor), checkpointer() as saver:

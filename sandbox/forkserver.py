@@ -25,25 +25,19 @@ import time
 import traceback
 from collections import OrderedDict
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import torch
-
-torch.set_num_threads(1)
-
-from daedalus.sandbox import isolation  # noqa: E402  (after pinning torch's threads)
-from daedalus.sandbox.arch_harness import run_architecture  # noqa: E402
-from daedalus.sandbox.backends import fingerprints  # noqa: E402
-from daedalus.sandbox.backends.detect import cuda_problem  # noqa: E402
-from daedalus.sandbox.children import Child, write_all  # noqa: E402
-from daedalus.sandbox.functional import warm_up  # noqa: E402
-from daedalus.sandbox.harness import run_cascade  # noqa: E402
-from daedalus.sandbox.program_harness import run_program  # noqa: E402
-from daedalus.sandbox.protocol import flood_limit  # noqa: E402
-from daedalus.sandbox.result import Limits  # noqa: E402
-from daedalus.sandbox.static import needs_build  # noqa: E402
-from daedalus.tasks.model import Task, TaskError  # noqa: E402
-from daedalus.tasks.runtime import TaskModule, materialise  # noqa: E402
+from daedalus.sandbox import isolation
+from daedalus.sandbox.backends import fingerprints
+from daedalus.sandbox.backends.detect import cuda_problem
+from daedalus.sandbox.children import Child, write_all
+from daedalus.sandbox.program_harness import run_program
+from daedalus.sandbox.protocol import flood_limit
+from daedalus.sandbox.result import Limits
+from daedalus.sandbox.static import needs_build
+from daedalus.tasks.model import Task, TaskError
+from daedalus.tasks.runtime import TaskModule, materialise
 
 EXIT_GRACE_S = 2.0  # after the child exits, wait this long for its pipes to drain
 BUILD_FSIZE_MB = 2048
@@ -54,8 +48,26 @@ _ENV_KEEP_PREFIXES = ("CUDA_", "NVIDIA_", "ASCEND_", "TRITON_")  # device select
 _dumps = json.dumps
 
 
+def torch_side() -> tuple[ModuleType, ModuleType]:
+    """torch and the kernel and architecture harnesses, imported once, torch pinned to one
+    thread first. A lean server (``--lean``, program tasks) never imports them unless a
+    kernel or architecture request arrives; forking a torch-sized process costs ~15 ms
+    more per candidate than forking a bare interpreter."""
+    import torch
+
+    if "daedalus.sandbox.harness" not in sys.modules:
+        torch.set_num_threads(1)
+        from daedalus.sandbox.functional import warm_up
+
+        warm_up()
+    from daedalus.sandbox import arch_harness, harness
+
+    return harness, arch_harness
+
+
 class ForkServer:
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, *, lean: bool = False) -> None:
+        self.lean = lean
         self.cache = isolation.prepare_dir(cache_dir)
         self.shared_caches = [
             isolation.prepare_dir(cache_dir / "inductor"),
@@ -85,7 +97,8 @@ class ForkServer:
         # torch._dynamo imports it, so the interpreter choice must be made here, once, not
         # in each child: the interpreter unless a CUDA GPU can run compiled kernels.
         os.environ.setdefault("TRITON_INTERPRET", "0" if cuda_problem() is None else "1")
-        warm_up()
+        if not self.lean:
+            torch_side()
         self.send({"event": "ready", "pid": os.getpid(), "work_root": str(self.work_root),
                    "fingerprints": fingerprints()})
         self.sel.register(0, selectors.EVENT_READ, ("stdin", 0))
@@ -129,6 +142,8 @@ class ForkServer:
     def handle(self, req: dict[str, Any]) -> None:
         rid = req.get("id")
         tm = None
+        if not req.get("probe") and req["task"].get("kind") != "program":
+            torch_side()  # here, before the fork, never first in a child
         if not req.get("probe") and req["task"].get("kind") not in ("program", "architecture"):
             try:
                 tm = self.task_module(req["task"])
@@ -231,11 +246,14 @@ class ForkServer:
             else:
                 try:
                     if req["task"].get("kind") == "architecture":  # trains in this child
-                        emit({"event": "result", "result": run_architecture(req, workdir, emit)})
+                        arch = torch_side()[1]
+                        emit({"event": "result",
+                              "result": arch.run_architecture(req, workdir, emit)})
                     elif tm is None:  # a program task: the user's evaluator, no task module
                         emit({"event": "result", "result": run_program(req, workdir, emit)})
                     else:
-                        emit({"event": "result", "result": run_cascade(req, tm, workdir, emit)})
+                        emit({"event": "result",
+                              "result": torch_side()[0].run_cascade(req, tm, workdir, emit)})
                 except TaskError as exc:
                     emit({"event": "task_error", "message": str(exc)})
                     emit({"event": "result", "result": None})
@@ -338,8 +356,9 @@ class ForkServer:
             shutil.rmtree(child.workdir, ignore_errors=True)
 
 def main() -> None:
-    cache = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir()) / "daedalus"
-    ForkServer(cache).serve()
+    args = [a for a in sys.argv[1:] if a != "--lean"]
+    cache = Path(args[0]) if args else Path(tempfile.gettempdir()) / "daedalus"
+    ForkServer(cache, lean="--lean" in sys.argv[1:]).serve()
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown of torch and dynamo: seconds, for nothing
 

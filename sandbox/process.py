@@ -47,13 +47,14 @@ class _Pending:
 class _Server:
     """One running fork server process and the thread reading its answers."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, *, lean: bool = False) -> None:
         env = {k: v for k, v in os.environ.items()
                if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
         env.update(WORKER_ENV)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daedalus.sandbox.forkserver", str(cache_dir)],
+            [sys.executable, "-m", "daedalus.sandbox.forkserver", str(cache_dir),
+             *(["--lean"] if lean else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
             start_new_session=True,  # Ctrl-C in the terminal is the agent's to handle
         )  # fmt: skip
@@ -147,8 +148,11 @@ class ProcessSandbox:
 
     name = "process"
 
-    def __init__(self, cache_dir: Path | str | None = None) -> None:
+    def __init__(self, cache_dir: Path | str | None = None, *, lean: bool = False) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        # Lean: the fork server starts without torch (program tasks), importing it only if a
+        # kernel or architecture candidate arrives.
+        self.lean = lean
         self._server: _Server | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -163,7 +167,7 @@ class ProcessSandbox:
                 if self._server is not None:
                     self._server.stop()
                     self.restarts += 1
-                self._server = _Server(self.cache_dir)
+                self._server = _Server(self.cache_dir, lean=self.lean)
             server = self._server
         server.wait_ready()
         return server

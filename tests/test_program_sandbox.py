@@ -13,6 +13,7 @@ import pytest
 
 from daedalus.sandbox import Evaluator, Limits, Status
 from daedalus.tasks import Task, TaskError, load_task
+from daedalus.tools.builtin import reference_as_candidate
 
 OE_EXAMPLE = Path(__file__).parent / "data" / "programs" / "oe_function_minimization"
 
@@ -40,7 +41,7 @@ def program(body: str, header: str = "") -> str:
 @pytest.fixture(scope="module")
 def evaluator() -> Iterator[Evaluator]:
     limits = Limits(timeout_s=4.0, memory_mb=1536, policy=False)  # the sandbox alone
-    with Evaluator(limits=limits) as ev:
+    with Evaluator(limits=limits, lean=True) as ev:  # as runs of program tasks use it
         yield ev
 
 
@@ -49,6 +50,25 @@ def make_task(tmp_path: Path, *, evaluator: str = EVALUATOR, sidecar: str = "") 
     (tmp_path / "evaluator.py").write_text(evaluator)
     (tmp_path / "daedalus.toml").write_text(sidecar)
     return load_task(str(tmp_path))
+
+
+def _server_has_torch(ev: Evaluator) -> bool:
+    server = ev.sandbox._server  # type: ignore[attr-defined]
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    return "libtorch" in maps
+
+
+def test_lean_server_runs_programs_without_torch_and_kernels_on_demand() -> None:
+    task = load_task(str(OE_EXAMPLE))
+    kernel = load_task("swish_scale", {"batch_size": 8, "dim": 256})
+    with Evaluator(limits=Limits(timeout_s=30.0), lean=True) as ev:
+        assert ev.evaluate(task, task.source).status is Status.OK
+        assert not _server_has_torch(ev)
+        # A kernel candidate on the same server: torch is imported then, before the fork.
+        result = ev.evaluate(kernel, reference_as_candidate(kernel.source))
+        assert result.status is Status.OK, result.error
+        assert _server_has_torch(ev)
+        assert ev.evaluate(task, task.source).status is Status.OK
 
 
 def test_openevolve_example_cascade_and_artifacts(evaluator: Evaluator) -> None:

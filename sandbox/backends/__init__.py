@@ -84,9 +84,8 @@ def fingerprints() -> dict[str, dict[str, str]]:
     """Fingerprints of every backend that can run here, computed without initialising a
     device runtime (safe in the fork server before it forks)."""
     from daedalus.sandbox.backends import detect
-    from daedalus.sandbox.backends.cpu import CpuBackend
 
-    cpu = CpuBackend().fingerprint()
+    cpu = detect.cpu_fingerprint()
     found = {"cpu": cpu}
     if detect.cuda_problem() is None:
         gpu = {**cpu, **detect.cuda_fingerprint()}

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +16,7 @@ import torch
 
 from daedalus.sandbox.backends import compare as C
 from daedalus.sandbox.backends.base import Backend, CandidateFailure, Expected, TimingReport
+from daedalus.sandbox.backends.detect import cpu_fingerprint
 from daedalus.sandbox.backends.timing import NOISY_IQR_REL, calls_per_sample, interleave
 from daedalus.sandbox.result import Status
 
@@ -32,24 +30,6 @@ _set_num_threads = torch.set_num_threads
 _get_num_threads = torch.get_num_threads
 _Module = torch.nn.Module
 CANDIDATE_MODULE = "daedalus_candidate"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _compiler() -> str:
-    try:
-        out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=10)
-        return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "not found"
 
 
 class CpuBackend(Backend):
@@ -167,17 +147,7 @@ class CpuBackend(Backend):
         return report
 
     def fingerprint(self) -> dict[str, str]:
-        return {
-            "backend": self.name,
-            "device": _cpu_model(),
-            "cpu_model": _cpu_model(),
-            "cores": str(os.cpu_count() or 0),
-            "cores_usable": str(len(os.sched_getaffinity(0))),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "compiler": _compiler(),
-            "os": platform.platform(),
-        }
+        return {**cpu_fingerprint(), "backend": self.name}
 
 
 def _measure(run_ref: Callable[[int, list[float]], float],

@@ -13,6 +13,7 @@ import glob
 import importlib.metadata
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -207,4 +208,37 @@ def cuda_fingerprint() -> dict[str, str]:
         "cuda_torch": torch_build()["cuda"] or "none (CPU build)",
         "nvcc": nvcc_version() or ("not found" if find_nvcc() is None else "unknown"),
         "triton": triton_version(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compiler() -> str:
+    try:
+        out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=10)
+        return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+
+
+def cpu_fingerprint() -> dict[str, str]:
+    """The CPU backend's hardware and toolchain fingerprint, without importing torch."""
+    return {
+        "backend": "cpu",
+        "device": _cpu_model(),
+        "cpu_model": _cpu_model(),
+        "cores": str(os.cpu_count() or 0),
+        "cores_usable": str(len(os.sched_getaffinity(0))),
+        "torch": torch_build()["version"] or "not installed",
+        "python": platform.python_version(),
+        "compiler": _compiler(),
+        "os": platform.platform(),
     }
