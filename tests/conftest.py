@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,3 +56,18 @@ def private_cache() -> Iterator[Path]:
     path = Path(f"/tmp/daedalus-test-cache-{uuid.uuid4().hex[:8]}")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --- torch global state ---
+
+
+@pytest.fixture(autouse=True)
+def _restore_grad_mode() -> Iterator[None]:
+    """The harness turns autograd off globally (right in a sandbox child, whose whole life is
+    one evaluation); tests that call it in-process must not leak that to later tests."""
+    torch = sys.modules.get("torch")
+    enabled = torch.is_grad_enabled() if torch is not None else True
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_grad_enabled(enabled)

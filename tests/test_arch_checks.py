@@ -175,3 +175,22 @@ def test_sequence_mutations_keep_the_linear_reference_causal(name: str) -> None:
         checks.check_causality(_forward(module), _x(), 1e-4)
         checks.check_batch(_forward(module), _x(), 1e-4)
         checks.check_length(module, _x(), 1e-4)
+
+
+def test_judge_complexity_keeps_each_lengths_fastest_time() -> None:
+    lengths = (256, 512, 1024, 2048)
+
+    def series(*ms: float) -> checks.Complexity:
+        seconds = tuple(m / 1e3 for m in ms)
+        return checks.Complexity(lengths, seconds, checks._slope(lengths, seconds))
+
+    # The CI failure: stalls at the shortest and the longest length in one measurement.
+    stalled = [series(18.35, 1.97, 3.81, 33.05), series(1.0, 2.0, 4.1, 8.0), series(1.1, 2.1, 3.9, 8.3)]
+    judged = checks.judge_complexity(lambda: stalled.pop(0), 1.35)
+    assert not stalled and checks.worst_exponent(judged) < 1.1
+    checks.check_complexity(judged, 1.35)
+    clear = [series(1.0, 2.0, 4.0, 8.0)]  # a clear pass is measured once
+    assert checks.judge_complexity(lambda: clear.pop(0), 1.35).exponent == pytest.approx(1.0)
+    quadratic = [series(1.0, 4.0, 16.0, 64.0), series(1.2, 4.1, 15.0, 70.0), series(0.9, 4.4, 17.0, 60.0)]
+    with pytest.raises(CandidateFailure):
+        checks.check_complexity(checks.judge_complexity(lambda: quadratic.pop(0), 1.35), 1.35)
