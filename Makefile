@@ -26,7 +26,7 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=20
 
 lint: install
 	$(BIN)/ruff check .
