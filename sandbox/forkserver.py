@@ -99,6 +99,11 @@ class ForkServer:
         os.environ.setdefault("TRITON_INTERPRET", "0" if cuda_problem() is None else "1")
         if not self.lean:
             torch_side()
+        else:
+            # numpy is what program evaluators import most (178 ms each time in a child); a
+            # server holding it still forks in ~2.5 ms, against ~16 ms with torch.
+            with contextlib.suppress(ImportError):
+                import numpy  # noqa: F401
         self.send({"event": "ready", "pid": os.getpid(), "work_root": str(self.work_root),
                    "fingerprints": fingerprints()})
         self.sel.register(0, selectors.EVENT_READ, ("stdin", 0))
