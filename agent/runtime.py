@@ -117,12 +117,12 @@ class RunContext:
             raise LookupError(f"candidate {candidate_id} is not in the archive")
         return candidate
 
-    def _elites(self, s: Any) -> list[Any]:
-        """MAP-Elites cell elites, re-queried only after new results were recorded."""
+    def _elite_ids(self, s: Any) -> list[str]:
+        """MAP-Elites cell elites' ids, re-queried only after new results were recorded."""
         if self._elite_cache is None or self._recorded - self._elite_cache[0] >= _ELITE_REFRESH:
             ids = [c.id for c in store.cell_elites(s, run_id=self.run_id)]
             self._elite_cache = (self._recorded, ids)
-        return [self._candidate(s, i) for i in self._elite_cache[1]]
+        return self._elite_cache[1]
 
     # ------------------------------------------------------------------ plan
 
@@ -153,10 +153,11 @@ class RunContext:
     def _choose(self, s: Any, proposals: int) -> planning.Plan | None:
         n = self.config.islands
         island = proposals % n
-        top = store.top_candidates(s, run_id=self.run_id, island=island, limit=8) or store.top_candidates(
-            s, run_id=self.run_id, limit=8
-        )
-        failures = store.recent_failures(s, run_id=self.run_id, limit=5)
+        # The plan needs ids, scores and statuses only: no evaluations loaded.
+        best = store.top_candidates(s, run_id=self.run_id, limit=8, evaluations=False)
+        top = store.top_candidates(s, run_id=self.run_id, island=island, limit=8,
+                                   evaluations=False) or best
+        failures = store.recent_failures(s, run_id=self.run_id, limit=5, evaluations=False)
         if not top:
             if len(self.pool):
                 return None  # wait for the seed's result before building on it
@@ -167,14 +168,15 @@ class RunContext:
         mode = planning.choose_mode(self._rng, self.config, have_failures=bool(failures), ok_count=ok_count)
         if not top:
             mode = "fix"
-        inspirations = [c for c in store.top_candidates(s, run_id=self.run_id, limit=3)]
-        elites = self._elites(s)
-        if elites:
-            inspirations += self._rng.sample(elites, k=min(2, len(elites)))
+        inspirations = best[:3]
+        elite_ids = self._elite_ids(s)
+        if elite_ids:
+            picked = self._rng.sample(elite_ids, k=min(2, len(elite_ids)))
+            inspirations += [self._candidate(s, i) for i in picked]
         if mode == "fix":
             parent = self._rng.choice(failures)
-        elif mode == "explore" and elites:
-            parent = self._rng.choice(elites)
+        elif mode == "explore" and elite_ids:
+            parent = self._candidate(s, self._rng.choice(elite_ids))
         elif mode == "random":
             parent = store.sample_parent(s, run_id=self.run_id, rng=self._rng) or top[0]
         else:
@@ -214,9 +216,12 @@ class RunContext:
         with self.archive.session(readonly=True) as s:
             run = store.get_run(s, run_id=self.run_id)
             remaining = None if self.config.budget_usd is None else max(0.0, self.config.budget_usd - run.cost_usd)
-            parent = self._candidate(s, plan.parent_id)
-            inspirations = [self._candidate(s, i) for i in plan.inspiration_ids]
-            failures = [self._candidate(s, i) for i in plan.failure_ids]
+            # One query for every candidate the brief shows (and one for their evaluations).
+            found = store.candidates_by_id(
+                s, [plan.parent_id, *plan.inspiration_ids, *plan.failure_ids])
+            parent = found.get(plan.parent_id) or self._candidate(s, plan.parent_id)
+            inspirations = [found[i] for i in plan.inspiration_ids if i in found]
+            failures = [found[i] for i in plan.failure_ids if i in found]
             lessons = [lesson.text for lesson in store.lessons(s, task=self.task.key, limit=5)]
             guidance = memory.guidance_lines(run.guidance or [])
             brief = memory.brief(

@@ -34,9 +34,11 @@ def top_candidates(
     limit: int = 20,
     island: int | None = None,
     status: str = "ok",
+    evaluations: bool = True,
 ) -> list[Candidate]:
     """The best candidates of one run (optionally one island) or of one task across runs,
-    by score descending; ties go to the earlier candidate."""
+    by score descending; ties go to the earlier candidate. ``evaluations=False`` skips
+    loading their evaluations (a second query) when only ids and scores are needed."""
     if (run_id is None) == (task is None):
         raise ValueError("pass exactly one of run_id or task")
     query = select(Candidate).where(Candidate.status == status)
@@ -50,7 +52,8 @@ def top_candidates(
             raise ValueError("islands belong to one run: pass run_id with island")
         query = query.where(Candidate.task == task)
         query = query.order_by(Candidate.score.desc(), Candidate.created_at)
-    return list(session.scalars(_with_eval(query.limit(limit))))
+    query = query.limit(limit)
+    return list(session.scalars(_with_eval(query) if evaluations else query))
 
 
 def list_candidates(
@@ -180,8 +183,19 @@ def recent_candidates(session: Session, *, run_id: str, limit: int = 20) -> list
     return list_candidates(session, run_id=run_id, limit=limit, order="recent")
 
 
-def recent_failures(session: Session, *, run_id: str, limit: int = 5) -> list[Candidate]:
-    """The run's most recent failed evaluations (any non-ok status), newest first."""
+def candidates_by_id(session: Session, ids: list[str]) -> dict[str, Candidate]:
+    """The candidates with these exact ids, with their evaluations, in two queries."""
+    if not ids:
+        return {}
+    rows = session.scalars(_with_eval(select(Candidate).where(Candidate.id.in_(set(ids)))))
+    return {c.id: c for c in rows}
+
+
+def recent_failures(
+    session: Session, *, run_id: str, limit: int = 5, evaluations: bool = True
+) -> list[Candidate]:
+    """The run's most recent failed evaluations (any non-ok status), newest first; with
+    ``evaluations=False`` their evaluations are not loaded."""
     found: list[Candidate] = []
     # One short index range per status beats one IN query that must sort every failure.
     for status in FAILURE_STATUSES:
@@ -192,10 +206,10 @@ def recent_failures(session: Session, *, run_id: str, limit: int = 5) -> list[Ca
             .limit(limit)
         )
     newest = sorted(found, key=lambda c: c.seq, reverse=True)[:limit]
-    if newest:
+    if newest and evaluations:
         # Load the evaluations (feedback for the fix prompt) for the survivors only.
         ids = [c.id for c in newest]
-        session.scalars(_with_eval(select(Candidate).where(Candidate.id.in_(ids)))).all()
+        candidates_by_id(session, ids)  # loads them into the session's identity map
     return newest
 
 

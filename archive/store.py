@@ -41,6 +41,7 @@ from daedalus.archive.models import (
 )
 from daedalus.archive.queries import (
     best_candidate,
+    candidates_by_id,
     cell_elites,
     children,
     count_by_status,
@@ -76,6 +77,7 @@ __all__ = [
     "add_lesson",
     "add_spend",
     "best_candidate",
+    "candidates_by_id",
     "cell_elites",
     "children",
     "count_by_status",

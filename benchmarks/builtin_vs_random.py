@@ -190,8 +190,12 @@ def main(argv: list[str] | None = None) -> None:
             return
         rows = []
         for task in tasks:
+            task_started = time.monotonic()
             adaptive, rand, _ = compare(ev, task, args.iterations, args.seed)
             rows.append((task, adaptive, rand))
+            # Each row as soon as its task is done, so a long run interrupted keeps its rows.
+            print(f"{table_row(task, adaptive, rand)} <!-- {time.monotonic() - task_started:.0f} s -->",
+                  flush=True)
     print(
         f"\nBuilt-in proposer, {args.iterations} iterations per variant per task, seed "
         f"{args.seed}, process sandbox, CPU backend, 1 thread; wall "
@@ -203,19 +207,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for task, adaptive, rand in rows:
-        cells = []
-        for run in (adaptive, rand):
-            best = run.best()
-            cells.append(f"{best.score:.2f}x" if best else "none")
-        for run in (adaptive, rand):
-            cells.append(lineage_of(run.best()))
-        for run in (adaptive, rand):
-            c = run.counts
-            fails = sum(v for k, v in c.items() if k not in ("ok", "duplicate", "no_proposal"))
-            cells.append(
-                f"{c.get('ok', 0)}/{fails}/{c.get('duplicate', 0)}/{c.get('no_proposal', 0)}"
-            )
-        print(f"| {task.name} | " + " | ".join(cells) + " |")
+        print(table_row(task, adaptive, rand))
+
+
+def table_row(task: Task, adaptive: Run, rand: Run) -> str:
+    cells = []
+    for run in (adaptive, rand):
+        best = run.best()
+        cells.append(f"{best.score:.2f}x" if best else "none")
+    for run in (adaptive, rand):
+        cells.append(lineage_of(run.best()))
+    for run in (adaptive, rand):
+        c = run.counts
+        fails = sum(v for k, v in c.items() if k not in ("ok", "duplicate", "no_proposal"))
+        cells.append(f"{c.get('ok', 0)}/{fails}/{c.get('duplicate', 0)}/{c.get('no_proposal', 0)}")
+    return f"| {task.name} | " + " | ".join(cells) + " |"
 
 
 if __name__ == "__main__":
