@@ -79,6 +79,9 @@ class RunContext:
         self._in_memory: dict[str, tuple[Proposal, str, float]] = {}
         self._recorded = 0
         self._elite_cache: tuple[int, list[str]] | None = None
+        # The task's known functional hashes: read in full every few results (other runs of
+        # the task add to them too), this run's own added as they are recorded.
+        self._functional: tuple[int, set[str]] | None = None
         self.fatal: str | None = None  # set when a proposer cannot go on (bad key, no budget)
 
     # ------------------------------------------------------------------ helpers
@@ -344,7 +347,9 @@ class RunContext:
     def submit(self, candidate_id: str) -> None:
         with self.archive.session(readonly=True) as s:
             code = self._candidate(s, candidate_id).code
-            known = frozenset(store.known_functional_hashes(s, task=self.task.key))
+            if self._functional is None or self._recorded - self._functional[0] >= _ELITE_REFRESH:
+                self._functional = (self._recorded, store.known_functional_hashes(s, task=self.task.key))
+            known = frozenset(self._functional[1])
         self.pool.submit(candidate_id, self.task, code, known)
 
     def record(self, *, block: bool) -> int:
@@ -360,6 +365,8 @@ class RunContext:
             record_result(s, task=self.task, candidate_id=item.candidate_id, result=result,
                           backend=self.backend, sandbox=self.sandbox)
             store.set_run_elapsed(s, run_id=self.run_id, elapsed_s=self.elapsed())
+        if result.functional_hash and self._functional is not None:
+            self._functional[1].add(result.functional_hash)
         remembered = self._in_memory.pop(item.candidate_id, None)
         if remembered is not None:
             proposal, arm_key, parent_score = remembered

@@ -86,3 +86,34 @@ def test_llm_run_end_to_end_through_litellm(tmp_path: Path) -> None:
     # The prompt carried the parent's code and its evaluation feedback.
     first_user = next(m["content"] for m in requests[0]["messages"] if m["role"] == "user")
     assert "class ModelNew" in first_user and "status" in first_user.lower()
+
+
+def test_functional_duplicate_in_a_run_is_linked_not_rescored(tmp_path: Path) -> None:
+    # Two different programs with the same outputs: the second is a functional duplicate of
+    # the first (one worker, no lookahead, so the first's result is known when it arrives).
+    variants = iter([" * 1.0", " * 1.0 * 1.0", ""])
+
+    def reply(request: dict[str, Any]) -> str:
+        system = json.dumps(request.get("messages", [])[:1]).lower()
+        if "analyst" in system and "lesson" in system:
+            return "- nothing new"
+        return GOOD.format(variant=next(variants, ""))
+
+    with StubLLM(reply) as stub:
+        out = subprocess.run(
+            [sys.executable, "-m", "daedalus.agent.cli", "run", "swish_scale", "--set", "dim=4096",
+             "--set", "batch_size=64", "--proposer", "llm", "--model", "openai/stub",
+             "--api-base", stub.url, "--iterations", "2", "--workers", "1", "--lookahead", "0",
+             "--json"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    archive = open_archive(f"sqlite:///{tmp_path / '.daedalus' / 'archive.db'}")
+    with archive.session() as s:
+        first, second = s.scalars(
+            select(Candidate).where(Candidate.proposer == "llm").order_by(Candidate.seq)).all()
+        assert first.status == "ok" and first.functional_hash
+        # Linked to the first and never timed: the probe stage caught it.
+        assert second.duplicate_kind == "functional" and second.duplicate_of == first.id
+        assert second.evaluation is not None and second.evaluation.speedup is None
+        assert "computes exactly what an earlier candidate computes" in (second.evaluation.error or "")
