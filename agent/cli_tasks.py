@@ -152,7 +152,7 @@ def check_command(
     ],
     overrides: SetOption = None,
     backend: Annotated[str, typer.Option(help="Backend to evaluate on.")] = "cpu",
-    sandbox: Annotated[str, typer.Option(help="Sandbox to run candidates in.")] = "process",
+    sandbox: Annotated[str, typer.Option(help="Sandbox to run candidates in: process, docker, or auto (docker when an engine answers).")] = "process",
     as_json: JsonOption = False,
 ) -> None:
     """Run trivial baselines (zeros, first input, constant, cached output) against a task.
