@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import DateTime, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from daedalus.archive import pareto
 from daedalus.archive.errors import ArchiveError
 from daedalus.archive.export import CHUNK, FORMAT, MODELS, VERSION, columns
 from daedalus.archive.models import Base, Candidate, Evaluation, Lesson, Run
@@ -269,6 +270,7 @@ class _Importer:
                 )
                 .execution_options(synchronize_session="fetch")
             )
+            pareto.rebuild(self.s, run_id=run_id)  # imported results rank afresh
         self.s.flush()
 
 

@@ -186,6 +186,9 @@ class Candidate(Base):
     # Denormalised from the evaluation (see the module docstring).
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     score: Mapped[float | None] = mapped_column(Float, default=None)
+    # Pareto rank over the run's declared objectives (archive/pareto.py): True on the
+    # front, False dominated, None not ranked.
+    pareto: Mapped[bool | None] = mapped_column(default=None)
 
     evaluation: Mapped[Evaluation | None] = relationship(
         back_populates="candidate", uselist=False, lazy="select"
@@ -201,6 +204,8 @@ class Candidate(Base):
         Index("ix_candidates_run_island_status_score", "run_id", "island", "status", "score"),
         # cell_elites: one ordered pass per cell
         Index("ix_candidates_run_status_cell_score", "run_id", "status", "cell", "score"),
+        # the Pareto front and its dominated points (archive/pareto.py)
+        Index("ix_candidates_run_pareto_seq", "run_id", "pareto", "seq"),
         # task-wide top-k across runs
         Index("ix_candidates_task_status_score", "task", "status", "score"),
         Index("ix_candidates_task_code_hash", "task", "code_hash"),

@@ -2,29 +2,22 @@
 
 Each function returns plain data (the web app draws it as SVG on the server; the CLI and
 JSON endpoints print it). Queries ride the ``candidates`` indexes: a GROUP BY over the
-run's ``(run_id, status, seq)`` range for progress, one join for objectives.
+run's ``(run_id, status, seq)`` range for progress; the Pareto front is kept in the
+archive as results land (``archive/pareto.py``, re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from daedalus.archive.models import Candidate, Evaluation, Run
-from daedalus.archive.queries import best_candidate
-
-# Name fragments of objectives where smaller is better; everything else is maximised.
-_MINIMISED = re.compile(
-    r"(^|_)(latency|time|ms|us|s|seconds|params|parameters|memory|mem|bytes|loss|error|"
-    r"err|size|flops|macs|cost|energy|perplexity|ppl)(_|$)"
-)
-
+from daedalus.archive.models import Candidate
+from daedalus.archive.pareto import Pareto, ParetoPoint, objective_directions, pareto
 
 # ------------------------------------------------------------------- progress over time
 
@@ -96,104 +89,10 @@ def history(session: Session, *, run_id: str, buckets: int = 100) -> History:
 
 
 # ------------------------------------------------------------------------ Pareto front
+# Kept in the archive as results land: see archive/pareto.py.
 
-
-def objective_directions(run: Run, names: Iterable[str]) -> dict[str, str]:
-    """``max`` or ``min`` per objective: from the run's config when it records the task's
-    objectives (``config["objectives"] = [{"name", "direction"}]``), else from the name
-    (latency, params, memory, loss ... are minimised)."""
-    declared: dict[str, str] = {}
-    for item in run.config.get("objectives") or []:
-        if isinstance(item, Mapping) and item.get("direction") in ("max", "min"):
-            declared[str(item.get("name"))] = str(item["direction"])
-    return {
-        name: declared.get(name) or ("min" if _MINIMISED.search(name.lower()) else "max")
-        for name in names
-    }
-
-
-@dataclass(frozen=True)
-class ParetoPoint:
-    candidate_id: str
-    seq: int
-    values: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class Pareto:
-    """The non-dominated correct candidates of a run over ``names``, and a sample of
-    the others for context (every point is a correct candidate)."""
-
-    names: tuple[str, ...]
-    directions: tuple[str, ...]
-    front: list[ParetoPoint]
-    others: list[ParetoPoint]
-    evaluated: int
-
-
-def pareto(session: Session, *, run_id: str, sample: int = 800) -> Pareto | None:
-    """The run's Pareto front, or None when its evaluations carry fewer than two numeric
-    objectives. Objective names come from the best candidate's evaluation."""
-    import numpy as np
-
-    run = session.get(Run, run_id)
-    best = best_candidate(session, run_id=run_id)
-    if run is None or best is None or best.evaluation is None:
-        return None
-    names = tuple(
-        sorted(k for k, v in best.evaluation.objectives.items() if isinstance(v, int | float))
-    )
-    if len(names) < 2:
-        return None
-    directions = objective_directions(run, names)
-    columns = [Evaluation.objectives[name].as_float() for name in names]
-    rows = session.execute(
-        select(Candidate.id, Candidate.seq, *columns)
-        .join(Evaluation, Evaluation.candidate_id == Candidate.id)
-        .where(Candidate.run_id == run_id, Candidate.status == "ok")
-    ).all()
-    points = [r for r in rows if all(v is not None and math.isfinite(v) for v in r[2:])]
-    if not points:
-        return None
-    values = np.array([r[2:] for r in points], dtype=float)
-    # Flip minimised objectives so "larger is better" holds for every column.
-    signs = np.array([1.0 if directions[n] == "max" else -1.0 for n in names])
-    oriented = values * signs
-    on_front = _front_mask(oriented)
-    front = [
-        ParetoPoint(p[0], p[1], tuple(p[2:])) for p, f in zip(points, on_front, strict=True) if f
-    ]
-    rest = [i for i, f in enumerate(on_front) if not f]
-    step = max(1, len(rest) // sample)
-    others = [ParetoPoint(points[i][0], points[i][1], tuple(points[i][2:])) for i in rest[::step]]
-    front.sort(key=lambda p: p.values)
-    return Pareto(names, tuple(directions[n] for n in names), front, others, len(points))
-
-
-def _front_mask(oriented: Any) -> Any:
-    """Boolean mask of the non-dominated rows (maximising every column).
-
-    Repeatedly takes the remaining row with the largest normalised sum (it cannot be
-    dominated by anything left, nor by anything removed, since dominance is transitive)
-    and drops every row it dominates: O(front x n) vectorised, not O(n^2) in Python.
-    """
-    import numpy as np
-
-    span = oriented.max(axis=0) - oriented.min(axis=0)
-    span[span == 0] = 1.0
-    total = ((oriented - oriented.min(axis=0)) / span).sum(axis=1)
-    alive = np.ones(len(oriented), dtype=bool)
-    mask = np.zeros(len(oriented), dtype=bool)
-    while alive.any():
-        idx = np.flatnonzero(alive)
-        pick = idx[np.argmax(total[idx])]
-        mask[pick] = True
-        p = oriented[pick]
-        dominated = (oriented[idx] <= p).all(axis=1) & (oriented[idx] < p).any(axis=1)
-        same = (oriented[idx] == p).all(axis=1)  # exact ties stay on the front together
-        mask[idx[same]] = True
-        alive[idx[dominated | same]] = False
-    return mask
+__all__ = ["Grid", "History", "Pareto", "ParetoPoint", "elites_grid", "history",
+           "objective_directions", "pareto"]  # fmt: skip
 
 
 # ----------------------------------------------------------------------- MAP-Elites grid

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from daedalus.archive import pareto
 from daedalus.archive.errors import ArchiveError, NotFoundError
 from daedalus.archive.models import (
     DUPLICATE,
@@ -352,6 +353,7 @@ def record_evaluation(
         candidate.functional_hash = functional_hash
     new_best = False
     if status == "ok":
+        pareto.record(session, candidate, evaluation.objectives)
         # Conditional and atomic: concurrent recorders can only ever raise the best.
         improved = session.execute(
             update(Run)
