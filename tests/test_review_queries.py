@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from daedalus.archive import review, review_charts, review_tree, store
+from daedalus.archive import front, review, review_charts, review_tree, store
 from daedalus.archive.db import Archive, open_archive
 from daedalus.archive.models import Candidate
 from daedalus.archive.review import CandidateFilter as F
@@ -137,12 +137,17 @@ def test_front_mask_matches_brute_force() -> None:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    for dims in (2, 3):
-        pts = rng.random((300, dims))
-        pts[5] = pts[6]  # an exact tie on the front must keep both
-        mask = review_charts._front_mask(pts)
-        brute = [not any((q >= p).all() and (q > p).any() for q in pts) for p in pts]
-        assert list(mask) == brute
+    for dims in (2, 3, 4):
+        for pts in (rng.random((300, dims)), rng.integers(0, 4, (300, dims)).astype(float)):
+            pts[5] = pts[6]  # an exact tie on the front must keep both
+            mask = front.front_mask(pts)
+            brute = [not any((q >= p).all() and (q > p).any() for q in pts) for p in pts]
+            assert list(mask) == brute
+    # Values whose normalised sums round to the same number: the tie-break keeps it exact.
+    # (All three sum to 1.0; an argmax alone would put the dominated first row on the front.)
+    tiny = np.array([[1.0, 0.0], [1.0, 1e-300], [0.0, 1.0]])
+    assert list(front.front_mask(tiny)) == [False, True, True]
+    assert list(front.front_mask(np.zeros((0, 2)))) == []
 
 
 def test_elites_grid(built: Built, archive: Archive) -> None:
