@@ -3,9 +3,11 @@
 Fills a fresh SQLite archive (through the real migrations) by bulk insert with one kernel
 run of N candidates (deep lineage, 2-D MAP-Elites features, one objective) and one
 architecture run of N candidates with three objectives (so the run page draws a Pareto
-front), plus a few small runs and lessons. Then requests every page and JSON endpoint of
-``create_app`` through Starlette's TestClient (routing, queries, Jinja rendering and
-middleware included; no network) and prints a markdown table of medians.
+front; bulk insert skips record_evaluation, so the fill ranks the front with
+``pareto.rebuild`` as recording would have), plus a few small runs and lessons. Then
+requests every page and JSON endpoint of ``create_app`` through Starlette's TestClient
+(routing, queries, Jinja rendering and middleware included; no network) and prints a
+markdown table of medians.
 
     .venv/bin/python benchmarks/web_pages.py [--candidates 100000] [--repeats 15]
 
@@ -24,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
-from daedalus.archive import store
+from daedalus.archive import pareto, store
 from daedalus.archive.db import Archive, open_archive
 from daedalus.archive.models import EVALUATION_STATUSES, Candidate, Evaluation, Lesson, Run, new_id
 
@@ -127,6 +129,8 @@ def fill_run(
             s.execute(insert(Candidate), cands)
             s.execute(insert(Evaluation), evals)
     with archive.session() as s:
+        # What recording each result one by one keeps up (store.record_evaluation).
+        pareto.rebuild(s, run_id=run_id)
         s.execute(
             update(Run)
             .where(Run.id == run_id)
