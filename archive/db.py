@@ -18,6 +18,8 @@ Concurrency on SQLite, which allows one writer at a time:
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sqlite3
 import time
@@ -45,6 +47,24 @@ _READONLY = "daedalus_readonly"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same in every process migrating one database.
 _PG_MIGRATION_LOCK = 0x0DAEDA1
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_dumps_finite(value: Any) -> str:
+    """JSON columns as standard JSON on every database: NaN and infinities (which a metric,
+    an objective or a program's score can be) become null. PostgreSQL rejects them outright
+    and SQLite would store text that is not JSON; the evaluation's status and error say what
+    the value was."""
+    return json.dumps(_finite(value))
 
 
 def default_sqlite_path() -> Path:
@@ -157,7 +177,7 @@ def make_engine(url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
     """An engine with the archive's SQLite settings (WAL, locking, retries); no migration."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=json_dumps_finite)
     path = sqlite_path(url)
     kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_s}}
     if path is None:
@@ -165,7 +185,7 @@ def make_engine(url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
         kwargs = {"connect_args": {"check_same_thread": False}, "poolclass": StaticPool}
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **kwargs)
+    engine = create_engine(url, json_serializer=json_dumps_finite, **kwargs)
     _install_sqlite_hooks(engine, busy_timeout_s=busy_timeout_s, wal=path is not None)
     return engine
 

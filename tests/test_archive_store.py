@@ -369,3 +369,21 @@ def test_recent_candidates(archive: Archive) -> None:
         recent = store.recent_candidates(s, run_id=run_id, limit=3)
     assert [c.id for c in recent] == ids[:1:-1]
     assert recent[1].evaluation is not None and recent[1].evaluation.status == "timeout"
+
+
+def test_non_finite_numbers_in_json_columns_are_stored_as_null(archive: Archive) -> None:
+    # PostgreSQL's json type rejects NaN and Infinity outright; a candidate whose score or
+    # metric is not finite must still be recorded, the same way on both databases.
+    cid = _cand(archive, _run(archive))
+    with archive.session() as s:
+        store.record_evaluation(
+            s, candidate_id=cid, status="incorrect", correct=False, score=0.0,
+            error="non-finite score: combined_score=nan",
+            metrics={"ref_ms": float("inf"), "nested": [1.0, float("-inf")]},
+            objectives={"combined_score": float("nan")},
+        )  # fmt: skip
+    with archive.session() as s:
+        ev = s.scalars(select(Evaluation).where(Evaluation.candidate_id == cid)).one()
+        assert ev.metrics == {"ref_ms": None, "nested": [1.0, None]}
+        assert ev.objectives == {"combined_score": None}
+        assert ev.error == "non-finite score: combined_score=nan"
