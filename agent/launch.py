@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -133,7 +134,12 @@ def postgres_checkpointer(url: str) -> Iterator[Any]:
         conninfo, autocommit=True, prepare_threshold=0, row_factory=dict_row,
         options=f"-c search_path={CHECKPOINT_SCHEMA}",
     ) as conn:  # fmt: skip
-        conn.execute("SELECT pg_advisory_lock(%s)", (_PG_CHECKPOINT_LOCK,))
+        # Polled, never waited for inside a statement: LangGraph's setup builds indexes
+        # CONCURRENTLY, which waits for every open transaction, including a statement
+        # blocked on this lock in another run (PostgreSQL reports that as a deadlock).
+        while not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok",
+                               (_PG_CHECKPOINT_LOCK,)).fetchone()["ok"]:  # type: ignore[index]
+            time.sleep(0.05)
         try:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CHECKPOINT_SCHEMA}")
             saver = PostgresSaver(conn)
