@@ -36,10 +36,8 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def _start(args: list[str], cwd: Path, url: str, cache: Path | None = None) -> subprocess.Popen[str]:
+def _start(args: list[str], cwd: Path, url: str) -> subprocess.Popen[str]:
     env = {**os.environ, ENV_URL: url}
-    if cache is not None:
-        env["DAEDALUS_SANDBOX_CACHE"] = str(cache)
     return subprocess.Popen([*DAEDALUS, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
@@ -97,9 +95,11 @@ def test_two_runs_write_one_postgres_archive_at_once(pg_url: str, tmp_path: Path
     assert not (tmp_path / ".daedalus" / "archive.db").exists()
 
 
-def test_a_killed_run_resumes_from_its_postgres_checkpoint(pg_url: str, tmp_path: Path, private_cache: Path) -> None:
+def test_a_killed_run_resumes_from_its_postgres_checkpoint(pg_url: str, tmp_path: Path) -> None:
     args = ["run", "swish_scale", *SMALL, "--iterations", "8", "--workers", "2", "--json"]
-    proc = _start(args, tmp_path, pg_url, private_cache)
+    # The machine's shared build cache: a build killed with the run leaves torch's lock
+    # behind, which the sandbox clears once no live build holds it.
+    proc = _start(args, tmp_path, pg_url)
     deadline = time.monotonic() + 240
     run_id = None
     while time.monotonic() < deadline and proc.poll() is None:  # kill it once a few are in
@@ -114,7 +114,6 @@ def test_a_killed_run_resumes_from_its_postgres_checkpoint(pg_url: str, tmp_path
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert _checkpoint_threads(pg_url) == {run_id}
-    # A build killed with the run leaves torch's build lock behind; the sandbox clears it.
-    resumed = _summary(_start(["run", "--resume", run_id, "--json"], tmp_path, pg_url, private_cache))
+    resumed = _summary(_start(["run", "--resume", run_id, "--json"], tmp_path, pg_url))
     assert resumed["run_id"] == run_id and resumed["status"] == "finished"
     _check_run(pg_url, run_id, 8)
