@@ -19,6 +19,7 @@ from daedalus.agent import memory, planning, security
 from daedalus.agent.action import EvaluateFn, EvaluationPool, Finished
 from daedalus.agent.config import RunConfig
 from daedalus.agent.recording import record_rejection, record_result
+from daedalus.agent.selection import Refreshing, Selector, candidate_by_id
 from daedalus.archive import store
 from daedalus.tools.proposer import Proposal, Proposer
 
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     from daedalus.archive.db import Archive
     from daedalus.tasks.model import Task
 
-# Elites steer diversity, not correctness: refreshing them every few results is enough.
-_ELITE_REFRESH = 8
 EventSink = Callable[[str, dict[str, Any]], None]
 Analyst = Callable[[str, list[Any]], list[str]]
 
@@ -78,10 +77,10 @@ class RunContext:
         self.bandit = planning.Bandit(planning.arms_for(config), self._rng)
         self._in_memory: dict[str, tuple[Proposal, str, float]] = {}
         self._recorded = 0
-        self._elite_cache: tuple[int, list[str]] | None = None
-        # The task's known functional hashes: read in full every few results (other runs of
-        # the task add to them too), this run's own added as they are recorded.
-        self._functional: tuple[int, set[str]] | None = None
+        self.selector = Selector(run_id=run_id, config=config, task=task, rng=self._rng)
+        # The task's known functional hashes: other runs of the task add to them too; this
+        # run's own are added as they are recorded.
+        self._functional = Refreshing(lambda s: store.known_functional_hashes(s, task=task.key))
         self.fatal: str | None = None  # set when a proposer cannot go on (bad key, no budget)
 
     # ------------------------------------------------------------------ helpers
@@ -112,21 +111,6 @@ class RunContext:
             self.pool.submit(candidate_id, self.task, code, known)
         return len(pending)
 
-    @staticmethod
-    def _candidate(s: Any, candidate_id: str) -> Any:
-        """An exact-id lookup (the store's get_candidate also resolves prefixes, slower)."""
-        candidate = store.find_candidate(s, candidate_id=candidate_id)
-        if candidate is None:
-            raise LookupError(f"candidate {candidate_id} is not in the archive")
-        return candidate
-
-    def _elite_ids(self, s: Any) -> list[str]:
-        """MAP-Elites cell elites' ids, re-queried only after new results were recorded."""
-        if self._elite_cache is None or self._recorded - self._elite_cache[0] >= _ELITE_REFRESH:
-            ids = [c.id for c in store.cell_elites(s, run_id=self.run_id)]
-            self._elite_cache = (self._recorded, ids)
-        return self._elite_cache[1]
-
     # ------------------------------------------------------------------ plan
 
     def plan(self, *, proposals: int) -> tuple[dict[str, Any] | None, str | None]:
@@ -148,66 +132,11 @@ class RunContext:
                 return None, reason
             if len(self.pool) >= self.pool.capacity:
                 return None, None
-            plan = self._choose(s, proposals)
+            plan = self.selector.choose(s, proposals, recorded=self._recorded,
+                                        waiting=len(self.pool) > 0, bandit=self.bandit)
         if plan is None and len(self.pool) == 0:
             return None, "no viable parent: every candidate so far was rejected or duplicated"
         return (plan.as_state() if plan else None), None
-
-    def _choose(self, s: Any, proposals: int) -> planning.Plan | None:
-        n = self.config.islands
-        island = proposals % n
-        # The plan needs ids, scores and statuses only: no evaluations loaded.
-        best = store.top_candidates(s, run_id=self.run_id, limit=8, evaluations=False)
-        top = store.top_candidates(s, run_id=self.run_id, island=island, limit=8,
-                                   evaluations=False) or best
-        failures = store.recent_failures(s, run_id=self.run_id, limit=5, evaluations=False)
-        if not top:
-            if len(self.pool):
-                return None  # wait for the seed's result before building on it
-            if not failures:
-                return None
-            top = []
-        ok_count = len(top)
-        mode = planning.choose_mode(self._rng, self.config, have_failures=bool(failures), ok_count=ok_count)
-        if not top:
-            mode = "fix"
-        inspirations = best[:3]
-        elite_ids = self._elite_ids(s)
-        if elite_ids:
-            picked = self._rng.sample(elite_ids, k=min(2, len(elite_ids)))
-            inspirations += [self._candidate(s, i) for i in picked]
-        if mode == "fix":
-            parent = self._rng.choice(failures)
-        elif mode == "explore" and elite_ids:
-            parent = self._candidate(s, self._rng.choice(elite_ids))
-        elif mode == "random":
-            parent = store.sample_parent(s, run_id=self.run_id, rng=self._rng) or top[0]
-        else:
-            # Multi-objective tasks (accuracy, params, latency): exploit the Pareto front.
-            front_pool = (store.top_candidates(s, run_id=self.run_id, island=island, limit=64)
-                          if len(self.task.objectives) > 1 else [])
-            parent = planning.pareto_parent(self._rng, front_pool, self.task.objectives) or max(
-                self._rng.sample(top, k=min(3, len(top))), key=lambda c: c.score or 0.0)
-        if n > 1 and proposals and proposals % self.config.migration_every == 0:
-            source = store.top_candidates(s, run_id=self.run_id, island=(island - 1) % n, limit=1)
-            if source:  # migration: the neighbour island's best seeds this island
-                parent, mode = source[0], "improve"
-        if mode == "crossover":
-            others = [c for c in inspirations if c.id != parent.id and c.status == "ok"]
-            if not others:
-                mode = "improve"
-            else:
-                inspirations = [self._rng.choice(others), *[c for c in inspirations if c.id != parent.id]]
-        seen: set[str] = {parent.id}
-        unique = [c for c in inspirations if not (c.id in seen or seen.add(c.id))]  # type: ignore[func-returns-value]
-        return planning.Plan(
-            parent_id=parent.id,
-            mode=mode,
-            island=island,
-            arm=self.bandit.select(),
-            inspiration_ids=[c.id for c in unique[:5]],
-            failure_ids=[c.id for c in failures[:3] if c.id != parent.id],
-        )
 
     # ------------------------------------------------------------------ propose
 
@@ -222,7 +151,7 @@ class RunContext:
             # One query for every candidate the brief shows (and one for their evaluations).
             found = store.candidates_by_id(
                 s, [plan.parent_id, *plan.inspiration_ids, *plan.failure_ids])
-            parent = found.get(plan.parent_id) or self._candidate(s, plan.parent_id)
+            parent = found.get(plan.parent_id) or candidate_by_id(s, plan.parent_id)
             inspirations = [found[i] for i in plan.inspiration_ids if i in found]
             failures = [found[i] for i in plan.failure_ids if i in found]
             lessons = [lesson.text for lesson in store.lessons(s, task=self.task.key, limit=5)]
@@ -346,10 +275,8 @@ class RunContext:
 
     def submit(self, candidate_id: str) -> None:
         with self.archive.session(readonly=True) as s:
-            code = self._candidate(s, candidate_id).code
-            if self._functional is None or self._recorded - self._functional[0] >= _ELITE_REFRESH:
-                self._functional = (self._recorded, store.known_functional_hashes(s, task=self.task.key))
-            known = frozenset(self._functional[1])
+            code = candidate_by_id(s, candidate_id).code
+            known = frozenset(self._functional.get(s, self._recorded))
         self.pool.submit(candidate_id, self.task, code, known)
 
     def record(self, *, block: bool) -> int:
@@ -365,8 +292,8 @@ class RunContext:
             record_result(s, task=self.task, candidate_id=item.candidate_id, result=result,
                           backend=self.backend, sandbox=self.sandbox)
             store.set_run_elapsed(s, run_id=self.run_id, elapsed_s=self.elapsed())
-        if result.functional_hash and self._functional is not None:
-            self._functional[1].add(result.functional_hash)
+        if result.functional_hash and self._functional.value is not None:
+            self._functional.value.add(result.functional_hash)
         remembered = self._in_memory.pop(item.candidate_id, None)
         if remembered is not None:
             proposal, arm_key, parent_score = remembered
