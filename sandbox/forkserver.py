@@ -51,8 +51,7 @@ _dumps = json.dumps
 def torch_side() -> tuple[ModuleType, ModuleType]:
     """torch and the kernel and architecture harnesses, imported once, torch pinned to one
     thread first. A lean server (``--lean``, program tasks) never imports them unless a
-    kernel or architecture request arrives; forking a torch-sized process costs ~15 ms
-    more per candidate than forking a bare interpreter."""
+    kernel or architecture request arrives (it saves the server's memory and start-up)."""
     import torch
 
     if "daedalus.sandbox.harness" not in sys.modules:
@@ -67,9 +66,9 @@ def torch_side() -> tuple[ModuleType, ModuleType]:
 
 def warm_numpy() -> None:
     """numpy is what program evaluators import most (178 ms in each child otherwise), and its
-    global random state initialises on first use (~17 ms): both here, once. A server holding
-    numpy still forks in ~2.5 ms, against ~16 ms with torch. Each program child reseeds the
-    global state from the OS (``reseed_numpy``), as a fresh interpreter would."""
+    global random state initialises on first use (~17 ms): both here, once. Each program
+    child reseeds the global state from the OS (``reseed_numpy``), as a fresh interpreter
+    would."""
     with contextlib.suppress(ImportError):
         import numpy
 
