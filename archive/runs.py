@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from daedalus.archive.errors import AmbiguousIdError, NotFoundError
@@ -89,6 +90,25 @@ def create_run(
     session.add(run)
     session.flush()
     return run
+
+
+def ensure_run(session: Session, *, run_id: str, task: str, **fields: Any) -> Run:
+    """The run ``run_id``, created (as ``create_run`` would) if it does not exist yet.
+
+    Safe when several processes race to create the same run: the loser's insert fails
+    inside a savepoint (its transaction stays usable) and it returns the winner's row.
+    """
+    existing = session.get(Run, run_id)
+    if existing is not None:
+        return existing
+    try:
+        with session.begin_nested():
+            return create_run(session, task=task, run_id=run_id, **fields)
+    except IntegrityError:
+        winner = session.get(Run, run_id, populate_existing=True)
+        if winner is None:
+            raise
+        return winner
 
 
 def get_run(session: Session, *, run_id: str) -> Run:

@@ -87,8 +87,8 @@ def _process_work(url: str, proc: int, start_at: float) -> list[str]:
     time.sleep(max(0.0, start_at - time.time()))
     archive = open_archive(url)  # all processes migrate the fresh file at once
     with archive.session() as s:
-        if s.get(Run, RUN_ID) is None:
-            store.create_run(s, task="race", run_id=RUN_ID)
+        # All processes race to create the same run: exactly one insert wins.
+        assert store.ensure_run(s, task="race", run_id=RUN_ID).id == RUN_ID
     archive.close()
     out: list[str] = []
     errors: list[BaseException] = []

@@ -147,3 +147,37 @@ def test_session_styles_commit_and_roll_back(archive_url: str) -> None:
         with archive.session(readonly=True) as s:
             tasks = {r.task for r in store.list_runs(s)}
         assert tasks == {"implicit", "explicit"}
+
+
+def test_ensure_run_returns_the_winner_of_a_create_race(archive_url: str) -> None:
+    """Two writers create the same run id at once: one insert wins, the other writer gets the
+    winner's row back (not a unique-key error) and its transaction stays usable."""
+    with open_archive(archive_url) as archive:
+        results: dict[str, object] = {}
+        inserted = threading.Event()
+        release = threading.Event()
+
+        def first() -> None:
+            with archive.session() as s:
+                store.ensure_run(s, task="first", run_id="race00000001")
+                inserted.set()
+                release.wait(30)
+
+        def second() -> None:
+            inserted.wait(30)
+            with archive.session() as s:
+                run = store.ensure_run(s, task="second", run_id="race00000001")
+                results["task"] = run.task
+                store.add_spend(s, run_id=run.id, iterations=1)
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # the second writer is now blocked behind the uncommitted insert
+        release.set()
+        for t in threads:
+            t.join(60)
+        assert results == {"task": "first"}
+        with archive.session(readonly=True) as s:
+            run = s.get(Run, "race00000001")
+            assert run is not None and run.iterations == 1
