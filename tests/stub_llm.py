@@ -253,6 +253,7 @@ def _stream_chunks(request: dict[str, Any], reply: Reply) -> Iterator[dict[str, 
 def _handler_for(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep pytest output clean
