@@ -228,6 +228,13 @@ def stop_reason(
     return None
 
 
+def catalogue_exhausted(iterations: int) -> str:
+    """The stop reason when no proposer has anything new for any parent the planner may pick
+    (only the built-in proposer ever runs dry: an LLM can always write something)."""
+    return (f"the built-in catalogue has no new rewrite for any archived candidate after "
+            f"{iterations} iteration{'' if iterations == 1 else 's'}; use --proposer llm to go further")
+
+
 def choose_mode(rng: random.Random, config: RunConfig, *, have_failures: bool, ok_count: int) -> str:
     """Draw the next mode from the configured exploit/explore/random mix."""
     if have_failures and rng.random() < _FIX_PROBABILITY:

@@ -82,6 +82,7 @@ class RunContext:
         # run's own are added as they are recorded.
         self._functional = Refreshing(lambda s: store.known_functional_hashes(s, task=task.key))
         self.fatal: str | None = None  # set when a proposer cannot go on (bad key, no budget)
+        self.stop_reason: str | None = None  # why the run stopped, once it has
 
     # ------------------------------------------------------------------ helpers
 
@@ -134,7 +135,10 @@ class RunContext:
                 return None, None
             plan = self.selector.choose(s, proposals, recorded=self._recorded,
                                         waiting=len(self.pool) > 0, bandit=self.bandit)
+            iterations = run.iterations
         if plan is None and len(self.pool) == 0:
+            if self.selector.dry:
+                return None, planning.catalogue_exhausted(iterations)
             return None, "no viable parent: every candidate so far was rejected or duplicated"
         return (plan.as_state() if plan else None), None
 
@@ -175,6 +179,13 @@ class RunContext:
         except (LLMUnavailable, LLMBudgetExceeded) as exc:
             self.fatal = security.redact(str(exc))
             self.on_event("note", {"message": f"proposer stopped: {self.fatal}"})
+            return None
+        if proposal.meta.get("exhausted") == "true" and not proposal.code and not proposal.cost_usd:
+            # Nothing new for this (mode, parent), and nothing written or spent: not an
+            # iteration and nothing to archive. The planner will not draw it again.
+            self.selector.mark_exhausted(plan.arm.key, plan.mode, plan.parent_id)
+            self.on_event("note", {"message": f"{plan.arm.proposer}: nothing new to {plan.mode} "
+                                              f"{plan.parent_id}; planning another parent"})
             return None
         if proposal.meta.get("fatal") == "true":
             self.fatal = security.redact(proposal.error or "the proposer cannot continue")
@@ -274,8 +285,10 @@ class RunContext:
     # ------------------------------------------------------------------ evaluate / record
 
     def submit(self, candidate_id: str) -> None:
+        remembered = self._in_memory.get(candidate_id)
         with self.archive.session(readonly=True) as s:
-            code = candidate_by_id(s, candidate_id).code
+            # The code vet just archived; after a resume, read back from the archive.
+            code = remembered[0].code if remembered else candidate_by_id(s, candidate_id).code
             known = frozenset(self._functional.get(s, self._recorded))
         self.pool.submit(candidate_id, self.task, code, known)
 
@@ -323,6 +336,7 @@ class RunContext:
             self.on_event("lessons", {"lessons": lessons[:3]})
 
     def finish(self, reason: str) -> None:
+        self.stop_reason = reason
         status = "stopped" if reason == "interrupted" else "finished"
         with self.archive.session() as s, s.begin():
             store.set_run_elapsed(s, run_id=self.run_id, elapsed_s=self.elapsed())
