@@ -98,11 +98,13 @@ def run_command(
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     started = time.monotonic()
+    stop_reason: str | None = None
     try:
         with display:
             ctx = drive(archive, loaded, config, run_id, on_event=display.event,
                         elapsed_before=elapsed, context_hook=lambda c: holder.update(ctx=c))
             display.refresh(ctx)
+            stop_reason = ctx.stop_reason
     except KeyboardInterrupt:
         with archive.session() as s, s.begin():
             store.update_run_status(s, run_id=run_id, status="stopped")
@@ -112,7 +114,7 @@ def run_command(
         _fail(str(exc))
     finally:
         signal.signal(signal.SIGINT, previous)
-    _summary(archive, run_id, time.monotonic() - started, as_json)
+    _summary(archive, run_id, time.monotonic() - started, as_json, stop_reason)
 
 
 def _program_defaults(task: Any) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _summary(archive: Any, run_id: str, wall_s: float, as_json: bool) -> None:
+def _summary(archive: Any, run_id: str, wall_s: float, as_json: bool, stop_reason: str | None = None) -> None:
     from daedalus.archive import store
 
     with archive.session() as s:
@@ -148,7 +150,7 @@ def _summary(archive: Any, run_id: str, wall_s: float, as_json: bool) -> None:
             "best_speedup": best.evaluation.speedup if best and best.evaluation else None,
             "by_status": counts, "cost_usd": run.cost_usd, "prompt_tokens": run.prompt_tokens,
             "completion_tokens": run.completion_tokens, "device_seconds": run.device_seconds,
-            "wall_s": round(wall_s, 1),
+            "wall_s": round(wall_s, 1), "stop_reason": stop_reason,
         }
     if as_json:
         typer.echo(json.dumps(summary))
@@ -168,6 +170,8 @@ def _summary(archive: Any, run_id: str, wall_s: float, as_json: bool) -> None:
     else:
         console.print("no correct candidate beat the reference yet")
     console.print("statuses: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    if stop_reason:
+        console.print(f"stopped: {stop_reason}")
     console.print(f"spent: {run.iterations} proposals, ${run.cost_usd:.4f}, {run.device_seconds:.0f} device-s, {wall_s:.0f} s wall")
     console.print("\nreview it with:")
     console.print(f"  daedalus archive best --run {run_id}")
@@ -218,6 +222,8 @@ class _Display:
                 self.note(f"new best: {shown} ({data['id']})")
         elif kind == "note":
             self.note(str(data["message"]))
+        elif kind == "finished":
+            self.note(f"stopped: {data['reason']}")
         elif kind == "lessons":
             self.note("lesson: " + str(data["lessons"][0])[:100])
         self._update()

@@ -53,6 +53,33 @@ def test_builtin_run_archives_scored_candidates_and_says_how_to_review(tmp_path:
     assert "daedalus archive best --run" in human.stdout
 
 
+def test_builtin_run_stops_when_the_catalogue_has_nothing_new(tmp_path: Path) -> None:
+    # GELU is one library call: the catalogue's only rewrite is torch.compile, so the run
+    # must stop after it instead of burning 40 iterations on "no transformation applies".
+    args = ["run", "gelu", "--set", "dim=1024", "--set", "batch_size=16", "--timeout", "20",
+            "--compile-timeout", "10", "--iterations", "40", "--json"]
+    out = _run(args, tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished"
+    assert "built-in catalogue has no new rewrite" in summary["stop_reason"]
+    assert "--proposer llm" in summary["stop_reason"]
+    assert 1 <= summary["iterations"] <= 3
+    counts = _counts(tmp_path, summary["run_id"])
+    assert counts["iterations"] == counts["proposals"] == summary["iterations"]
+    assert counts["pending"] == 0
+    with _archive(tmp_path).session() as s:
+        dry = s.scalar(select(func.count()).select_from(Evaluation).join(Candidate).where(
+            Candidate.run_id == summary["run_id"], Evaluation.error.like("no transformation applies%")))
+    assert dry == 0  # exhausted parents are skipped, not archived as rejections
+    # A resumed run re-learns that nothing is left (cheap proposer calls) and stops again.
+    again = _run(["run", "--resume", summary["run_id"], "--json"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads(again.stdout.strip().splitlines()[-1])
+    assert resumed["iterations"] == summary["iterations"]
+    assert "built-in catalogue has no new rewrite" in resumed["stop_reason"]
+
+
 def _counts(cwd: Path, run_id: str) -> dict[str, Any]:
     archive = _archive(cwd)
     with archive.session() as s:
