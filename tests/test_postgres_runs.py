@@ -116,4 +116,8 @@ def test_a_killed_run_resumes_from_its_postgres_checkpoint(pg_url: str, tmp_path
     assert _checkpoint_threads(pg_url) == {run_id}
     resumed = _summary(_start(["run", "--resume", run_id, "--json"], tmp_path, pg_url))
     assert resumed["run_id"] == run_id and resumed["status"] == "finished"
-    _check_run(pg_url, run_id, 8)
+    # All 8 iterations, unless the built-in catalogue ran dry first (swish_scale has about
+    # ten distinct rewrites): an early stop the run reports, never a miscount.
+    done = int(str(resumed["iterations"]))
+    assert done == 8 or ("built-in catalogue" in str(resumed["stop_reason"]) and done < 8)
+    _check_run(pg_url, run_id, done)

@@ -104,7 +104,9 @@ def test_a_node_killed_mid_run_loses_nothing(cluster: RayCluster, tmp_path: Path
     stdout, stderr = proc.communicate(timeout=360)
     assert proc.returncode == 0, stderr + cluster.logs()
     summary = json.loads(stdout.strip().splitlines()[-1])
-    assert summary["iterations"] == 10
+    # All 10, unless the built-in catalogue ran dry first (swish_scale has about ten rewrites).
+    assert summary["iterations"] == 10 or (
+        "built-in catalogue" in (summary["stop_reason"] or "") and summary["iterations"] < 10)
     run, candidates, evaluations = _evaluations(tmp_path, summary["run_id"])
     _check_complete(run, candidates, evaluations)
     assert not [e.candidate_id for e in evaluations if "worker_lost" in (e.flags or [])]

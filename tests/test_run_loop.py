@@ -142,9 +142,16 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
     assert run_id is not None
     final = _run(["run", "--resume", run_id, "--json"], tmp_path)
     assert final.returncode == 0, final.stderr
+    summary = json.loads(final.stdout.strip().splitlines()[-1])
     counts = _counts(tmp_path, run_id)
     assert counts["status"] == "finished"
-    assert counts["iterations"] == iterations == counts["proposals"]
+    assert counts["iterations"] == counts["proposals"] == summary["iterations"]
+    # The budget is spent exactly, unless the built-in catalogue ran dry first (a legitimate
+    # early stop: swish_scale has about ten distinct rewrites).
+    if "built-in catalogue" in (summary["stop_reason"] or ""):
+        assert counts["iterations"] <= iterations
+    else:
+        assert counts["iterations"] == iterations
     assert counts["pending"] == 0
     # Every candidate ends with exactly one record (an evaluation, or a duplicate link).
     assert counts["evaluations"] + counts["duplicates"] >= counts["candidates"]
