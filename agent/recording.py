@@ -37,7 +37,6 @@ def record_result(s: Any, *, task: Task, candidate_id: str, result: EvaluationRe
     if candidate is None:
         raise LookupError(f"candidate {candidate_id} is not in the archive")
     values = planning.features(candidate.code, task.features, result.metrics)
-    store.set_features(s, candidate_id=candidate.id, features=values, cell=planning.cell_key(values))
     if "functional_duplicate" in result.flags and result.functional_hash:
         original = store.find_by_functional_hash(s, task=task.key, functional_hash=result.functional_hash)
         if original is not None and original.id != candidate.id:
@@ -62,6 +61,8 @@ def record_result(s: Any, *, task: Task, candidate_id: str, result: EvaluationRe
         duration_s=result.duration_s,
         flags=result.flags,
         overrides=result.overrides,
+        features=values,
+        cell=planning.cell_key(values),
     )
     store.add_spend(s, run_id=candidate.run_id, device_seconds=result.duration_s)
     return outcome

@@ -13,7 +13,7 @@ objectives are scanned in full on each draw, as before.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,8 @@ def objective_directions(run: Run, names: Iterable[str]) -> dict[str, str]:
 def record(session: Session, candidate: Candidate, objectives: Any) -> None:
     """Rank a candidate whose correct evaluation was just stored, in the caller's
     transaction (``store.record_evaluation`` calls it)."""
+    if not isinstance(objectives, Mapping) or len(objectives) < 2:
+        return  # a front has two or more objectives; no need to read the run's config
     run = session.get(Run, candidate.run_id)
     spec = math_front.run_objectives(run.config) if run is not None else None
     vector = math_front.oriented(objectives, *spec) if spec is not None else None

@@ -14,8 +14,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy import Select, func, select, union_all
+from sqlalchemy.orm import Session, aliased, load_only, selectinload
 
 from daedalus.archive.models import DUPLICATE, EVALUATION_STATUSES, PENDING, Candidate, Lesson, Run
 
@@ -24,6 +24,17 @@ FAILURE_STATUSES = tuple(s for s in EVALUATION_STATUSES if s != "ok")
 
 def _with_eval(query: Select[Candidate]) -> Select[Candidate]:
     return query.options(selectinload(Candidate.evaluation))
+
+
+# What ranking and picking read of a candidate (``evaluations=False``): not its code, prompt
+# and JSON columns, whose decoding dominates loading a row. Any other attribute loads on
+# first access while the session is open (one query per row: read it in bulk instead).
+_RANKED = load_only(Candidate.id, Candidate.run_id, Candidate.seq, Candidate.island,
+                    Candidate.status, Candidate.score, Candidate.cell, Candidate.parent_id)
+
+
+def _loading(query: Select[Candidate], evaluations: bool) -> Select[Candidate]:
+    return _with_eval(query) if evaluations else query.options(_RANKED)
 
 
 def top_candidates(
@@ -37,8 +48,9 @@ def top_candidates(
     evaluations: bool = True,
 ) -> list[Candidate]:
     """The best candidates of one run (optionally one island) or of one task across runs,
-    by score descending; ties go to the earlier candidate. ``evaluations=False`` skips
-    loading their evaluations (a second query) when only ids and scores are needed."""
+    by score descending; ties go to the earlier candidate. ``evaluations=False`` loads
+    neither their evaluations (a second query) nor their code, prompt or JSON columns:
+    for ranking and picking, which need ids, statuses and scores."""
     if (run_id is None) == (task is None):
         raise ValueError("pass exactly one of run_id or task")
     query = select(Candidate).where(Candidate.status == status)
@@ -53,7 +65,7 @@ def top_candidates(
         query = query.where(Candidate.task == task)
         query = query.order_by(Candidate.score.desc(), Candidate.created_at)
     query = query.limit(limit)
-    return list(session.scalars(_with_eval(query) if evaluations else query))
+    return list(session.scalars(_loading(query, evaluations)))
 
 
 def list_candidates(
@@ -195,22 +207,21 @@ def recent_failures(
     session: Session, *, run_id: str, limit: int = 5, evaluations: bool = True
 ) -> list[Candidate]:
     """The run's most recent failed evaluations (any non-ok status), newest first; with
-    ``evaluations=False`` their evaluations are not loaded."""
-    found: list[Candidate] = []
-    # One short index range per status beats one IN query that must sort every failure.
-    for status in FAILURE_STATUSES:
-        found += session.scalars(
-            select(Candidate)
-            .where(Candidate.run_id == run_id, Candidate.status == status)
-            .order_by(Candidate.seq.desc())
-            .limit(limit)
-        )
-    newest = sorted(found, key=lambda c: c.seq, reverse=True)[:limit]
-    if newest and evaluations:
-        # Load the evaluations (feedback for the fix prompt) for the survivors only.
-        ids = [c.id for c in newest]
-        candidates_by_id(session, ids)  # loads them into the session's identity map
-    return newest
+    ``evaluations=False`` loaded as ``top_candidates`` loads them (ids, statuses, scores)."""
+    # One short index range per status (an IN query would sort every failure), all in one
+    # statement: the newest ``limit`` of each status, then the newest of those.
+    per_status = [
+        select(Candidate.id, Candidate.seq)
+        .where(Candidate.run_id == run_id, Candidate.status == status)
+        .order_by(Candidate.seq.desc())
+        .limit(limit)
+        .subquery()
+        for status in FAILURE_STATUSES
+    ]
+    newest_ids = union_all(*(select(q.c.id, q.c.seq) for q in per_status)).subquery()
+    ids = select(newest_ids.c.id).order_by(newest_ids.c.seq.desc()).limit(limit)
+    query = select(Candidate).where(Candidate.id.in_(ids)).order_by(Candidate.seq.desc())
+    return list(session.scalars(_loading(query, evaluations)))
 
 
 def pending_candidates(session: Session, *, run_id: str) -> list[Candidate]:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -111,6 +112,11 @@ __all__ = [
     "update_run_status",
 ]
 
+# INSERT constructs with ON CONFLICT, per dialect (the archive runs on these two).
+_INSERT_OR_SKIP: dict[str, Callable[[type[Evaluation]], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert, "sqlite": sqlite.insert,
+}
+
 # ---------------------------------------------------------------------------- candidates
 
 
@@ -165,14 +171,16 @@ def add_candidate(
             return existing
     # The UPDATE takes the run's row lock (PostgreSQL) / is inside the write lock (SQLite),
     # so concurrent writers get distinct, gap-free sequence numbers.
-    bumped = session.execute(
-        update(Run).where(Run.id == run_id).values(candidate_count=Run.candidate_count + 1)
-    )
-    if bumped.rowcount != 1:  # type: ignore[attr-defined]
+    bump = update(Run).where(Run.id == run_id).values(candidate_count=Run.candidate_count + 1)
+    allocated = select(Run.candidate_count, Run.task).where(Run.id == run_id)
+    if session.get_bind().dialect.update_returning:  # one statement instead of two
+        row = session.execute(bump.returning(*allocated.selected_columns)).one_or_none()
+    else:
+        bumped = session.execute(bump).rowcount  # type: ignore[attr-defined]
+        row = session.execute(allocated).one() if bumped == 1 else None
+    if row is None:
         raise NotFoundError(f"no run {run_id!r} for this candidate. Fix: create the run first.")
-    seq, run_task = session.execute(
-        select(Run.candidate_count, Run.task).where(Run.id == run_id)
-    ).one()
+    seq, run_task = row
     if generation is None:
         parent_gen = (
             session.scalar(select(Candidate.generation).where(Candidate.id == parent_id))
@@ -302,6 +310,8 @@ def record_evaluation(
     flags: Iterable[str] = (),
     overrides: Mapping[str, Any] | None = None,
     functional_hash: str | None = None,
+    features: Mapping[str, Any] | None = None,
+    cell: str | None = None,
 ) -> RecordOutcome:
     """Store a candidate's one evaluation and update its run's best, in the caller's
     transaction. Idempotent: if the candidate already has an evaluation, that row is
@@ -309,50 +319,32 @@ def record_evaluation(
 
     The keywords mirror ``EvaluationResult`` fields, so the agent can pass
     ``**result.model_dump(include=...)``; ``status`` is one of ``EVALUATION_STATUSES``.
+    ``features`` and ``cell`` set the candidate's MAP-Elites values as ``set_features``
+    does, in the same UPDATE as its status and score.
     """
     check_choice(status, EVALUATION_STATUSES, "evaluation status")
     candidate = get_candidate(session, candidate_id=candidate_id)
-    existing = session.scalar(select(Evaluation).where(Evaluation.candidate_id == candidate.id))
-    if existing is not None:
-        return RecordOutcome(existing, created=False, new_best=False)
     fp = dict(fingerprint or {})
-    evaluation = Evaluation(
-        candidate_id=candidate.id,
-        status=status,
-        correct=correct,
-        score=score,
-        speedup=speedup,
-        stage=stage,
-        error=error,
-        metrics=dict(metrics or {}),
-        objectives=dict(objectives or {}),
-        logs=logs,
-        artifacts=dict(artifacts or {}),
-        fingerprint=fp,
-        fingerprint_hash=fingerprint_hash(fp),
-        backend=backend,
-        sandbox=sandbox,
-        duration_s=duration_s,
-        flags=list(flags),
-        overrides=dict(overrides or {}),
-    )
-    try:
-        # A savepoint, so losing a race to another writer (PostgreSQL) leaves the
-        # caller's transaction usable.
-        with session.begin_nested():
-            session.add(evaluation)
-            session.flush()
-    except IntegrityError:
-        winner = session.scalar(select(Evaluation).where(Evaluation.candidate_id == candidate.id))
-        if winner is None:
-            raise
-        return RecordOutcome(winner, created=False, new_best=False)
+    evaluation = _insert_once(session, {
+        "candidate_id": candidate.id, "status": status, "correct": correct, "score": score,
+        "speedup": speedup, "stage": stage, "error": error, "metrics": dict(metrics or {}),
+        "objectives": dict(objectives or {}), "logs": logs, "artifacts": dict(artifacts or {}),
+        "fingerprint": fp, "fingerprint_hash": fingerprint_hash(fp), "backend": backend,
+        "sandbox": sandbox, "duration_s": duration_s, "flags": list(flags),
+        "overrides": dict(overrides or {}),
+    })
+    if evaluation is None:  # recorded before (a retried write) or by a concurrent recorder
+        existing = session.scalar(select(Evaluation).where(Evaluation.candidate_id == candidate.id))
+        assert existing is not None
+        return RecordOutcome(existing, created=False, new_best=False)
     # Tell the identity map too, so candidate.evaluation needs no reload (or lazy load).
     set_committed_value(candidate, "evaluation", evaluation)
     candidate.status = status
     candidate.score = score
     if functional_hash is not None:
         candidate.functional_hash = functional_hash
+    if features is not None:  # known only now that the metrics are in
+        candidate.features, candidate.cell = dict(features), cell
     new_best = False
     if status == "ok":
         pareto.record(session, candidate, evaluation.objectives)
@@ -367,6 +359,34 @@ def record_evaluation(
         new_best = improved.rowcount == 1  # type: ignore[attr-defined]
     session.flush()
     return RecordOutcome(evaluation, created=True, new_best=new_best)
+
+
+def _insert_once(session: Session, values: dict[str, Any]) -> Evaluation | None:
+    """Insert a candidate's evaluation unless it has one (then None), safe against a
+    concurrent recorder of the same candidate: one INSERT ... ON CONFLICT DO NOTHING
+    RETURNING where the database has it (PostgreSQL, SQLite 3.35+)."""
+    dialect = session.get_bind().dialect
+    insert = _INSERT_OR_SKIP.get(dialect.name) if dialect.insert_returning else None
+    if insert is not None:
+        return session.scalar(
+            insert(Evaluation).values(values)
+            .on_conflict_do_nothing(index_elements=[Evaluation.candidate_id])
+            .returning(Evaluation)
+        )
+    found = select(Evaluation.id).where(Evaluation.candidate_id == values["candidate_id"])
+    if session.scalar(found) is not None:
+        return None
+    evaluation = Evaluation(**values)
+    try:
+        # A savepoint, so losing a race to another writer leaves the caller's transaction usable.
+        with session.begin_nested():
+            session.add(evaluation)
+            session.flush()
+    except IntegrityError:
+        if session.scalar(found) is None:
+            raise
+        return None
+    return evaluation
 
 
 # ------------------------------------------------------------------------------- lessons

@@ -387,3 +387,21 @@ def test_non_finite_numbers_in_json_columns_are_stored_as_null(archive: Archive)
         assert ev.metrics == {"ref_ms": None, "nested": [1.0, None]}
         assert ev.objectives == {"combined_score": None}
         assert ev.error == "non-finite score: combined_score=nan"
+
+
+def test_writes_without_returning(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite before 3.35 has no RETURNING: the same writes take two statements instead."""
+    dialect = archive.engine.dialect
+    monkeypatch.setattr(dialect, "insert_returning", False)
+    monkeypatch.setattr(dialect, "update_returning", False)
+    run_id = _run(archive)
+    a, b = _cand(archive, run_id), _cand(archive, run_id)
+    first = _eval(archive, a, score=1.2)
+    again = _eval(archive, a, score=9.9)
+    assert first.created and first.new_best and not again.created
+    assert again.evaluation.id == first.evaluation.id and again.evaluation.score == 1.2
+    with archive.session(readonly=True) as s:
+        assert [store.get_candidate(s, candidate_id=c).seq for c in (a, b)] == [1, 2]
+        assert store.get_candidate(s, candidate_id=a).status == "ok"
+    with archive.session() as s, pytest.raises(NotFoundError, match="create the run"):
+        store.add_candidate(s, run_id="000000000000", code="x", code_hash="y")
