@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from functools import lru_cache
 
 _INTERFACE = frozenset({"ModelNew", "Model", "get_inputs", "get_init_inputs"})
 
@@ -126,6 +127,7 @@ def _module_aliases(tree: ast.Module) -> dict[str, str]:
     return aliases
 
 
+@lru_cache(maxsize=64)  # vetting and the evaluator hash the same candidate back to back
 def normalized_hash(code: str) -> str:
     """sha256 of the canonical AST; for unparsable code, of its non-blank, non-comment lines."""
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from daedalus.sandbox import policy_rules as R
 from daedalus.sandbox.normalize import normalized_hash
@@ -252,11 +253,16 @@ def _string_constants(tree: ast.AST) -> list[tuple[int, str]]:
 
 def check_candidate(code: str) -> list[Violation]:
     """Every policy violation in ``code`` (empty when it may run). Never executes the code."""
+    return list(_check(code))
+
+
+@lru_cache(maxsize=64)  # vetting and the evaluator check the same candidate back to back
+def _check(code: str) -> tuple[Violation, ...]:
     try:
         tree = ast.parse(code, filename="candidate.py")
     except SyntaxError as exc:
-        return [Violation("syntax", f"does not parse: {exc.msg}; fix the syntax error.",
-                          exc.lineno or 0)]
+        return (Violation("syntax", f"does not parse: {exc.msg}; fix the syntax error.",
+                          exc.lineno or 0),)
     checker = _Checker()
     checker.visit(tree)
     if checker.uses_load_inline:
@@ -267,7 +273,7 @@ def check_candidate(code: str) -> list[Violation]:
                              f"C++ source uses '{match.group(0).strip()}', which can reach "
                              "files, processes, threads or the interpreter; write pure "
                              "compute code (ATen and OpenMP are fine).")
-    return sorted(checker.violations, key=lambda v: (v.line, v.rule))
+    return tuple(sorted(checker.violations, key=lambda v: (v.line, v.rule)))
 
 
 _BUILD_MARKERS = re.compile(r"load_inline|cpp_extension|torch\.compile|\btriton\b")
