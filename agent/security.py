@@ -15,11 +15,13 @@ from typing import Any, Literal
 
 Check = Callable[[str], list[Any]]  # a static policy: code -> violations (sandbox.static)
 
+# Each key shape with the literals (lower case) it cannot match without: a substring test
+# is far cheaper than a regex scan, and prompts and logs are redacted several times an iteration.
 _SECRET_PATTERNS = (
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
-    re.compile(r"\b(?:ghp|gho|github_pat)_[A-Za-z0-9_]{20,}"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    re.compile(r"(?i)(authorization:\s*bearer\s+)[A-Za-z0-9._\-]{12,}"),
+    (("sk-",), re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}")),
+    (("ghp_", "gho_", "github_pat_"), re.compile(r"\b(?:ghp|gho|github_pat)_[A-Za-z0-9_]{20,}")),
+    (("akia",), re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    (("bearer",), re.compile(r"(?i)(authorization:\s*bearer\s+)[A-Za-z0-9._\-]{12,}")),
 )
 _SECRET_ENV = re.compile(r"(?i)(api[_-]?key|secret|token|password)")
 
@@ -65,6 +67,8 @@ def redact(text: str) -> str:
     """Remove credentials (known key shapes and secret-looking environment values)."""
     for value in _secret_values():
         text = text.replace(value, "[redacted]")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
+    folded = text.lower()
+    for needles, pattern in _SECRET_PATTERNS:
+        if any(needle in folded for needle in needles):
+            text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
     return text
