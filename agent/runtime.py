@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from daedalus.archive.db import Archive
     from daedalus.tasks.model import Task
 
+# The newest archived candidates a proposer learns from when the run (re)starts.
+WARM_LIMIT = 10_000
 EventSink = Callable[[str, dict[str, Any]], None]
 Analyst = Callable[[str, list[Any]], list[str]]
 
@@ -83,6 +85,7 @@ class RunContext:
         self._functional = Refreshing(lambda s: store.known_functional_hashes(s, task=task.key))
         self.fatal: str | None = None  # set when a proposer cannot go on (bad key, no budget)
         self.stop_reason: str | None = None  # why the run stopped, once it has
+        self._warmed = False  # proposers told what the run archived (see _warm_proposers)
 
     # ------------------------------------------------------------------ helpers
 
@@ -150,6 +153,8 @@ class RunContext:
 
         plan = planning.Plan.from_state(plan_state)
         with self.archive.session(readonly=True) as s:
+            if not self._warmed:
+                self._warm_proposers(s)
             run = store.get_run(s, run_id=self.run_id)
             remaining = None if self.config.budget_usd is None else max(0.0, self.config.budget_usd - run.cost_usd)
             # One query for every candidate the brief shows (and one for their evaluations).
@@ -212,6 +217,19 @@ class RunContext:
         )
         self.on_event("proposed", {"id": candidate_id, "mode": plan.mode, "error": proposal.error})
         return data
+
+    def _warm_proposers(self, s: Any) -> None:
+        """Once per process, before the first proposal: proposers that can use it learn what
+        the run already archived. The built-in one rebuilds its bandit and never re-offers an
+        archived program, so a resumed run re-learns its exhausted parents (a fast call each)
+        instead of archiving exact duplicates of what it proposed before the restart."""
+        self._warmed = True
+        warm = [w for p in self.proposers.values() if (w := getattr(p, "warm_start", None))]
+        if warm and self.task.kind == "kernel":  # the built-in warm start reads kernel lineages
+            archived = store.list_candidates(s, run_id=self.run_id, limit=WARM_LIMIT)
+            entries = [memory.entry(c) for c in archived]
+            for warm_start in warm:
+                warm_start(entries)
 
     # ------------------------------------------------------------------ vet
 

@@ -148,6 +148,20 @@ def test_bandit_is_rebuilt_from_archived_descriptions() -> None:
     assert resumed.warm_start(entries) == 0  # never counted twice
 
 
+def test_a_warm_started_proposer_never_reoffers_an_archived_program() -> None:
+    # What a resumed run does: a fresh proposer learns the archive, then asks for more.
+    live = fast()
+    archived = [seed_entry()]
+    while (proposal := live.propose(brief(seed_entry(), seed=len(archived)))).code:
+        archived.append(entry_of(proposal, f"c{len(archived)}", 1.0, status="pending"))
+    assert len(archived) > 2 and proposal.meta.get("exhausted") == "true"
+    assert fast().propose(brief(seed_entry(), seed=99)).code  # without the archive: a repeat
+    resumed = fast()
+    resumed.warm_start(archived)
+    again = resumed.propose(brief(seed_entry(), seed=99))
+    assert again.code == "" and again.meta.get("exhausted") == "true"
+
+
 def test_crossover_replays_both_parents_lineages() -> None:
     proposer = fast()
     a = proposer.propose(brief(seed_entry(), seed=1))

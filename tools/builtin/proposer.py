@@ -110,8 +110,12 @@ class BuiltinProposer:
             self._credit(applied, parent_score, score)
 
     def warm_start(self, entries: Iterable[ArchiveEntry]) -> int:
-        """Rebuild the bandit from archived built-in proposals; returns how many were used."""
+        """Rebuild the bandit from archived built-in proposals and remember every archived
+        program as already proposed (a resumed run must not offer them again); returns how
+        many entries credited the bandit."""
+        entries = list(entries)
         with self._lock:
+            self._proposed |= {_key(e.code) for e in entries if e.code}
             return self._learn(entries)
 
     def _credit(self, applied: Sequence[str], parent_score: float, score: float) -> None:
