@@ -7,14 +7,19 @@ Re-exported by ``daedalus.archive.store``; the caller owns the session.
 
 Lists used to build prompts load each candidate's evaluation eagerly (one extra IN query),
 so ``candidate.evaluation`` is safe to read after the session has closed.
+
+The queries a discovery loop runs every iteration are built once per shape, with bound
+parameters (``@cache``): building a statement and its cache key costs SQLAlchemy several
+times what SQLite takes to run it (0.3-2 ms against 0.1-0.3 ms on the benchmark machine).
 """
 
 from __future__ import annotations
 
 import random
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, func, select, union_all
+from sqlalchemy import Select, bindparam, func, select, union_all
 from sqlalchemy.orm import Session, aliased, load_only, selectinload
 
 from daedalus.archive.models import DUPLICATE, EVALUATION_STATUSES, PENDING, Candidate, Lesson, Run
@@ -37,6 +42,20 @@ def _loading(query: Select[Candidate], evaluations: bool) -> Select[Candidate]:
     return _with_eval(query) if evaluations else query.options(_RANKED)
 
 
+@cache  # one statement per shape
+def _top_query(by_run: bool, island: bool, evaluations: bool) -> Select[Candidate]:
+    query = select(Candidate).where(Candidate.status == bindparam("status"))
+    if by_run:
+        query = query.where(Candidate.run_id == bindparam("run_id"))
+        if island:
+            query = query.where(Candidate.island == bindparam("island"))
+        query = query.order_by(Candidate.score.desc(), Candidate.seq)
+    else:
+        query = query.where(Candidate.task == bindparam("task"))
+        query = query.order_by(Candidate.score.desc(), Candidate.created_at)
+    return _loading(query.limit(bindparam("limit")), evaluations)
+
+
 def top_candidates(
     session: Session,
     *,
@@ -53,19 +72,17 @@ def top_candidates(
     for ranking and picking, which need ids, statuses and scores."""
     if (run_id is None) == (task is None):
         raise ValueError("pass exactly one of run_id or task")
-    query = select(Candidate).where(Candidate.status == status)
+    if island is not None and run_id is None:
+        raise ValueError("islands belong to one run: pass run_id with island")
+    params: dict[str, Any] = {"status": status, "limit": limit}
     if run_id is not None:
-        query = query.where(Candidate.run_id == run_id)
+        params["run_id"] = run_id
         if island is not None:
-            query = query.where(Candidate.island == island)
-        query = query.order_by(Candidate.score.desc(), Candidate.seq)
+            params["island"] = island
     else:
-        if island is not None:
-            raise ValueError("islands belong to one run: pass run_id with island")
-        query = query.where(Candidate.task == task)
-        query = query.order_by(Candidate.score.desc(), Candidate.created_at)
-    query = query.limit(limit)
-    return list(session.scalars(_loading(query, evaluations)))
+        params["task"] = task
+    query = _top_query(run_id is not None, island is not None, evaluations)
+    return list(session.scalars(query, params))
 
 
 def list_candidates(
@@ -199,8 +216,12 @@ def candidates_by_id(session: Session, ids: list[str]) -> dict[str, Candidate]:
     """The candidates with these exact ids, with their evaluations, in two queries."""
     if not ids:
         return {}
-    rows = session.scalars(_with_eval(select(Candidate).where(Candidate.id.in_(set(ids)))))
-    return {c.id: c for c in rows}
+    return {c.id: c for c in session.scalars(_by_ids_query(), {"ids": sorted(set(ids))})}
+
+
+@cache  # one statement per shape
+def _by_ids_query() -> Select[Candidate]:
+    return _with_eval(select(Candidate).where(Candidate.id.in_(bindparam("ids", expanding=True))))
 
 
 def recent_failures(
@@ -208,20 +229,25 @@ def recent_failures(
 ) -> list[Candidate]:
     """The run's most recent failed evaluations (any non-ok status), newest first; with
     ``evaluations=False`` loaded as ``top_candidates`` loads them (ids, statuses, scores)."""
+    return list(session.scalars(_failures_query(evaluations), {"run_id": run_id, "limit": limit}))
+
+
+@cache  # one statement per shape
+def _failures_query(evaluations: bool) -> Select[Candidate]:
     # One short index range per status (an IN query would sort every failure), all in one
     # statement: the newest ``limit`` of each status, then the newest of those.
     per_status = [
         select(Candidate.id, Candidate.seq)
-        .where(Candidate.run_id == run_id, Candidate.status == status)
+        .where(Candidate.run_id == bindparam("run_id"), Candidate.status == status)
         .order_by(Candidate.seq.desc())
-        .limit(limit)
+        .limit(bindparam("limit"))
         .subquery()
         for status in FAILURE_STATUSES
     ]
-    newest_ids = union_all(*(select(q.c.id, q.c.seq) for q in per_status)).subquery()
-    ids = select(newest_ids.c.id).order_by(newest_ids.c.seq.desc()).limit(limit)
+    newest = union_all(*(select(q.c.id, q.c.seq) for q in per_status)).subquery()
+    ids = select(newest.c.id).order_by(newest.c.seq.desc()).limit(bindparam("limit"))
     query = select(Candidate).where(Candidate.id.in_(ids)).order_by(Candidate.seq.desc())
-    return list(session.scalars(_loading(query, evaluations)))
+    return _loading(query, evaluations)
 
 
 def pending_candidates(session: Session, *, run_id: str) -> list[Candidate]:
@@ -254,20 +280,22 @@ def count_by_status(session: Session, *, run_id: str) -> dict[str, int]:
 def find_by_code_hash(session: Session, *, task: str, code_hash: str) -> Candidate | None:
     """The first original (non-duplicate) candidate of ``task`` with this normalised AST
     hash, in any run, or None."""
-    return _first_original(session, Candidate.code_hash == code_hash, task)
+    return session.scalar(_first_original("code_hash"), {"task": task, "hash": code_hash})
 
 
 def find_by_functional_hash(
     session: Session, *, task: str, functional_hash: str
 ) -> Candidate | None:
     """The first original candidate of ``task`` whose probe outputs hash to this value."""
-    return _first_original(session, Candidate.functional_hash == functional_hash, task)
+    return session.scalar(_first_original("functional_hash"), {"task": task, "hash": functional_hash})
 
 
-def _first_original(session: Session, match: object, task: str) -> Candidate | None:
-    return session.scalar(
+@cache  # one statement per shape
+def _first_original(hash_column: str) -> Select[Candidate]:
+    return (
         select(Candidate)
-        .where(Candidate.task == task, match, Candidate.status != DUPLICATE)  # type: ignore[arg-type]
+        .where(Candidate.task == bindparam("task"), getattr(Candidate, hash_column) == bindparam("hash"),
+               Candidate.status != DUPLICATE)
         .order_by(Candidate.created_at, Candidate.seq)
         .limit(1)
     )
@@ -313,7 +341,13 @@ def lessons(
     session: Session, *, task: str, run_id: str | None = None, limit: int = 20
 ) -> list[Lesson]:
     """The newest lessons for a task (optionally from one run only), newest first."""
-    query = select(Lesson).where(Lesson.task == task)
-    if run_id is not None:
-        query = query.where(Lesson.run_id == run_id)
-    return list(session.scalars(query.order_by(Lesson.created_at.desc()).limit(limit)))
+    params = {"task": task, "limit": limit, **({} if run_id is None else {"run_id": run_id})}
+    return list(session.scalars(_lessons_query(run_id is not None), params))
+
+
+@cache  # one statement per shape
+def _lessons_query(of_run: bool) -> Select[Lesson]:
+    query = select(Lesson).where(Lesson.task == bindparam("task"))
+    if of_run:
+        query = query.where(Lesson.run_id == bindparam("run_id"))
+    return query.order_by(Lesson.created_at.desc()).limit(bindparam("limit"))

@@ -14,32 +14,24 @@ Read-side selection queries (top-k, parent sampling, elites, lineage) live in
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, Update, bindparam, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from daedalus.archive import pareto
 from daedalus.archive.errors import ArchiveError, NotFoundError
+from daedalus.archive.evaluations import RecordOutcome, fingerprint_hash, record_evaluation
 from daedalus.archive.models import (
     DUPLICATE,
     DUPLICATE_KINDS,
-    EVALUATION_STATUSES,
     MODES,
     PENDING,
     Candidate,
-    Evaluation,
     Lesson,
     Run,
     new_id,
-    utcnow,
 )
 from daedalus.archive.queries import (
     best_candidate,
@@ -62,6 +54,7 @@ from daedalus.archive.queries import (
     top_candidates,
 )
 from daedalus.archive.runs import (
+    RUNS_TABLE,
     add_spend,
     by_prefix,
     check_choice,
@@ -71,6 +64,7 @@ from daedalus.archive.runs import (
     latest_run,
     list_runs,
     set_run_elapsed,
+    update_run_row,
     update_run_status,
 )
 
@@ -111,11 +105,6 @@ __all__ = [
     "top_candidates",
     "update_run_status",
 ]
-
-# INSERT constructs with ON CONFLICT, per dialect (the archive runs on these two).
-_INSERT_OR_SKIP: dict[str, Callable[[type[Evaluation]], postgresql.Insert | sqlite.Insert]] = {
-    "postgresql": postgresql.insert, "sqlite": sqlite.insert,
-}
 
 # ---------------------------------------------------------------------------- candidates
 
@@ -171,13 +160,11 @@ def add_candidate(
             return existing
     # The UPDATE takes the run's row lock (PostgreSQL) / is inside the write lock (SQLite),
     # so concurrent writers get distinct, gap-free sequence numbers.
-    bump = update(Run).where(Run.id == run_id).values(candidate_count=Run.candidate_count + 1)
-    allocated = select(Run.candidate_count, Run.task).where(Run.id == run_id)
-    if session.get_bind().dialect.update_returning:  # one statement instead of two
-        row = session.execute(bump.returning(*allocated.selected_columns)).one_or_none()
-    else:
-        bumped = session.execute(bump).rowcount  # type: ignore[attr-defined]
-        row = session.execute(allocated).one() if bumped == 1 else None
+    returning = session.get_bind().dialect.update_returning  # one statement, else two
+    bumped = update_run_row(session, _allocate_seq(returning), run_id=run_id)
+    row: Any = bumped.one_or_none() if returning else None
+    if not returning and bumped.rowcount == 1:
+        row = session.execute(_allocated(), {"run_id": run_id}).one()
     if row is None:
         raise NotFoundError(f"no run {run_id!r} for this candidate. Fix: create the run first.")
     seq, run_task = row
@@ -219,6 +206,19 @@ def add_candidate(
     session.add(candidate)
     session.flush()
     return candidate
+
+
+@cache
+def _allocate_seq(returning: bool) -> Update:
+    runs = RUNS_TABLE.c
+    bump = (update(RUNS_TABLE).where(runs.id == bindparam("run_id"))
+            .values(candidate_count=runs.candidate_count + 1, updated_at=bindparam("now")))
+    return bump.returning(runs.candidate_count, runs.task) if returning else bump
+
+
+@cache
+def _allocated() -> Select[int, str]:
+    return select(Run.candidate_count, Run.task).where(Run.id == bindparam("run_id"))
 
 
 def get_candidate(session: Session, *, candidate_id: str) -> Candidate:
@@ -266,127 +266,6 @@ def mark_duplicate(
         candidate.functional_hash = functional_hash
     session.flush()
     return candidate
-
-
-# --------------------------------------------------------------------------- evaluations
-
-
-@dataclass(frozen=True)
-class RecordOutcome:
-    """What ``record_evaluation`` did: the stored row, whether it was new, and whether it
-    became the run's new best."""
-
-    evaluation: Evaluation
-    created: bool
-    new_best: bool
-
-
-def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
-    """A short stable hash of a hardware fingerprint, for indexed filtering."""
-    if not fingerprint:
-        return ""
-    canonical = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def record_evaluation(
-    session: Session,
-    *,
-    candidate_id: str,
-    status: str,
-    correct: bool = False,
-    score: float = 0.0,
-    speedup: float | None = None,
-    stage: str = "",
-    error: str | None = None,
-    metrics: Mapping[str, Any] | None = None,
-    objectives: Mapping[str, Any] | None = None,
-    logs: str = "",
-    artifacts: Mapping[str, Any] | None = None,
-    fingerprint: Mapping[str, Any] | None = None,
-    backend: str = "",
-    sandbox: str = "",
-    duration_s: float = 0.0,
-    flags: Iterable[str] = (),
-    overrides: Mapping[str, Any] | None = None,
-    functional_hash: str | None = None,
-    features: Mapping[str, Any] | None = None,
-    cell: str | None = None,
-) -> RecordOutcome:
-    """Store a candidate's one evaluation and update its run's best, in the caller's
-    transaction. Idempotent: if the candidate already has an evaluation, that row is
-    returned (``created=False``) and nothing changes.
-
-    The keywords mirror ``EvaluationResult`` fields, so the agent can pass
-    ``**result.model_dump(include=...)``; ``status`` is one of ``EVALUATION_STATUSES``.
-    ``features`` and ``cell`` set the candidate's MAP-Elites values as ``set_features``
-    does, in the same UPDATE as its status and score.
-    """
-    check_choice(status, EVALUATION_STATUSES, "evaluation status")
-    candidate = get_candidate(session, candidate_id=candidate_id)
-    fp = dict(fingerprint or {})
-    evaluation = _insert_once(session, {
-        "candidate_id": candidate.id, "status": status, "correct": correct, "score": score,
-        "speedup": speedup, "stage": stage, "error": error, "metrics": dict(metrics or {}),
-        "objectives": dict(objectives or {}), "logs": logs, "artifacts": dict(artifacts or {}),
-        "fingerprint": fp, "fingerprint_hash": fingerprint_hash(fp), "backend": backend,
-        "sandbox": sandbox, "duration_s": duration_s, "flags": list(flags),
-        "overrides": dict(overrides or {}),
-    })
-    if evaluation is None:  # recorded before (a retried write) or by a concurrent recorder
-        existing = session.scalar(select(Evaluation).where(Evaluation.candidate_id == candidate.id))
-        assert existing is not None
-        return RecordOutcome(existing, created=False, new_best=False)
-    # Tell the identity map too, so candidate.evaluation needs no reload (or lazy load).
-    set_committed_value(candidate, "evaluation", evaluation)
-    candidate.status = status
-    candidate.score = score
-    if functional_hash is not None:
-        candidate.functional_hash = functional_hash
-    if features is not None:  # known only now that the metrics are in
-        candidate.features, candidate.cell = dict(features), cell
-    new_best = False
-    if status == "ok":
-        pareto.record(session, candidate, evaluation.objectives)
-        # Conditional and atomic: concurrent recorders can only ever raise the best.
-        improved = session.execute(
-            update(Run)
-            .where(Run.id == candidate.run_id)
-            .where((Run.best_score.is_(None)) | (Run.best_score < score))
-            .values(best_score=score, best_candidate_id=candidate.id, updated_at=utcnow())
-            .execution_options(synchronize_session="fetch")
-        )
-        new_best = improved.rowcount == 1  # type: ignore[attr-defined]
-    session.flush()
-    return RecordOutcome(evaluation, created=True, new_best=new_best)
-
-
-def _insert_once(session: Session, values: dict[str, Any]) -> Evaluation | None:
-    """Insert a candidate's evaluation unless it has one (then None), safe against a
-    concurrent recorder of the same candidate: one INSERT ... ON CONFLICT DO NOTHING
-    RETURNING where the database has it (PostgreSQL, SQLite 3.35+)."""
-    dialect = session.get_bind().dialect
-    insert = _INSERT_OR_SKIP.get(dialect.name) if dialect.insert_returning else None
-    if insert is not None:
-        return session.scalar(
-            insert(Evaluation).values(values)
-            .on_conflict_do_nothing(index_elements=[Evaluation.candidate_id])
-            .returning(Evaluation)
-        )
-    found = select(Evaluation.id).where(Evaluation.candidate_id == values["candidate_id"])
-    if session.scalar(found) is not None:
-        return None
-    evaluation = Evaluation(**values)
-    try:
-        # A savepoint, so losing a race to another writer leaves the caller's transaction usable.
-        with session.begin_nested():
-            session.add(evaluation)
-            session.flush()
-    except IntegrityError:
-        if session.scalar(found) is None:
-            raise
-        return None
-    return evaluation
 
 
 # ------------------------------------------------------------------------------- lessons
