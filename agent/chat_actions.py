@@ -122,7 +122,8 @@ class Actions:
             "cost_usd": proposal.cost_usd,
         }
         with self.archive.session() as s, s.begin():
-            duplicate = store.find_by_code_hash(s, task=task.key, code_hash=code_hash) if verdict.ok else None
+            duplicate = (store.find_by_code_hash(s, task=task.key, code_hash=code_hash, run_id=run_id)
+                         if verdict.ok else None)
             if verdict.ok and duplicate is None:
                 parent_row = store.get_candidate(s, candidate_id=parent_id)
                 draft["diff"] = clip(code_diff(parent_row.code, code, before_label=f"candidate {parent_id}",
@@ -206,7 +207,7 @@ class Actions:
         task = run_task(config, task_path)
         if not already:
             with self.archive.session(readonly=True) as s:
-                known = frozenset(store.known_functional_hashes(s, task=task.key))
+                known = frozenset(store.known_functional_hashes(s, task=task.key, run_id=draft["run_id"]))
             self.status(f"evaluating candidate {draft['candidate_id']} in the {config.sandbox} sandbox")
             result = self._evaluator(config).evaluate(task, draft["code"], known_functional=known)
             with self.archive.session() as s, s.begin():

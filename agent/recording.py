@@ -38,7 +38,9 @@ def record_result(s: Any, *, task: Task, candidate_id: str, result: EvaluationRe
         raise LookupError(f"candidate {candidate_id} is not in the archive")
     values = planning.features(candidate.code, task.features, result.metrics)
     if "functional_duplicate" in result.flags and result.functional_hash:
-        original = store.find_by_functional_hash(s, task=task.key, functional_hash=result.functional_hash)
+        original = store.find_by_functional_hash(
+            s, task=task.key, functional_hash=result.functional_hash, run_id=candidate.run_id
+        )
         if original is not None and original.id != candidate.id:
             store.mark_duplicate(s, candidate_id=candidate.id, duplicate_of=original.id, kind="functional")
     outcome = store.record_evaluation(

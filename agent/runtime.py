@@ -80,9 +80,11 @@ class RunContext:
         self._in_memory: dict[str, tuple[Proposal, str, float]] = {}
         self._recorded = 0
         self.selector = Selector(run_id=run_id, config=config, task=task, rng=self._rng)
-        # The task's known functional hashes: other runs of the task add to them too; this
-        # run's own are added as they are recorded.
-        self._functional = Refreshing(lambda s: store.known_functional_hashes(s, task=task.key))
+        # The run's known functional hashes (duplicates are recognised within a run: each run
+        # measures its candidates itself, in one sitting); its own are added as recorded.
+        self._functional = Refreshing(
+            lambda s: store.known_functional_hashes(s, task=task.key, run_id=run_id)
+        )
         self.fatal: str | None = None  # set when a proposer cannot go on (bad key, no budget)
         self.stop_reason: str | None = None  # why the run stopped, once it has
         self._warmed = False  # proposers told what the run archived (see _warm_proposers)
@@ -110,7 +112,9 @@ class RunContext:
         """Re-evaluate candidates the archive holds without a result (after a kill)."""
         with self.archive.session(readonly=True) as s:
             pending = [(c.id, c.code) for c in store.pending_candidates(s, run_id=self.run_id)]
-            known = frozenset(store.known_functional_hashes(s, task=self.task.key))
+            known = frozenset(
+                store.known_functional_hashes(s, task=self.task.key, run_id=self.run_id)
+            )
         for candidate_id, code in pending:
             self.pool.submit(candidate_id, self.task, code, known)
         return len(pending)
@@ -252,7 +256,13 @@ class RunContext:
             existing = store.find_candidate(s, candidate_id=proposal["id"])
             if existing is not None:  # resumed after the insert was committed
                 return existing.id if existing.status == "pending" else None
-            duplicate = store.find_by_code_hash(s, task=self.task.key, code_hash=code_hash) if verdict.ok else None
+            duplicate = (
+                store.find_by_code_hash(
+                    s, task=self.task.key, code_hash=code_hash, run_id=self.run_id
+                )
+                if verdict.ok
+                else None
+            )
             candidate = store.add_candidate(
                 s,
                 candidate_id=proposal["id"],

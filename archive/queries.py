@@ -277,38 +277,41 @@ def count_by_status(session: Session, *, run_id: str) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def find_by_code_hash(session: Session, *, task: str, code_hash: str) -> Candidate | None:
+def find_by_code_hash(
+    session: Session, *, task: str, code_hash: str, run_id: str | None = None
+) -> Candidate | None:
     """The first original (non-duplicate) candidate of ``task`` with this normalised AST
-    hash, in any run, or None."""
-    return session.scalar(_first_original("code_hash"), {"task": task, "hash": code_hash})
+    hash (in run ``run_id`` when given, else in any run), or None."""
+    return _first_original(session, Candidate.code_hash == code_hash, task, run_id)
 
 
 def find_by_functional_hash(
-    session: Session, *, task: str, functional_hash: str
+    session: Session, *, task: str, functional_hash: str, run_id: str | None = None
 ) -> Candidate | None:
-    """The first original candidate of ``task`` whose probe outputs hash to this value."""
-    return session.scalar(_first_original("functional_hash"), {"task": task, "hash": functional_hash})
+    """The first original candidate of ``task`` (of run ``run_id`` when given) whose probe
+    outputs hash to this value."""
+    return _first_original(session, Candidate.functional_hash == functional_hash, task, run_id)
 
 
-@cache  # one statement per shape
-def _first_original(hash_column: str) -> Select[Candidate]:
-    return (
-        select(Candidate)
-        .where(Candidate.task == bindparam("task"), getattr(Candidate, hash_column) == bindparam("hash"),
-               Candidate.status != DUPLICATE)
-        .order_by(Candidate.created_at, Candidate.seq)
-        .limit(1)
+def _first_original(
+    session: Session, match: object, task: str, run_id: str | None
+) -> Candidate | None:
+    query = select(Candidate).where(Candidate.task == task, match, Candidate.status != DUPLICATE)  # type: ignore[arg-type]
+    if run_id is not None:
+        query = query.where(Candidate.run_id == run_id)
+    return session.scalar(query.order_by(Candidate.created_at, Candidate.seq).limit(1))
+
+
+def known_functional_hashes(
+    session: Session, *, task: str, run_id: str | None = None
+) -> set[str]:
+    """Every functional hash recorded for ``task`` (in run ``run_id`` when given): hand these
+    to the evaluator's probe."""
+    query = select(Candidate.functional_hash).where(Candidate.functional_hash.is_not(None))
+    query = query.where(Candidate.run_id == run_id) if run_id is not None else query.where(
+        Candidate.task == task
     )
-
-
-def known_functional_hashes(session: Session, *, task: str) -> set[str]:
-    """Every functional hash recorded for ``task`` (hand these to the evaluator's probe)."""
-    rows = session.scalars(
-        select(Candidate.functional_hash)
-        .where(Candidate.task == task, Candidate.functional_hash.is_not(None))
-        .distinct()
-    )
-    return {h for h in rows if h is not None}
+    return {h for h in session.scalars(query.distinct()) if h is not None}
 
 
 def lineage(session: Session, *, candidate_id: str, max_depth: int = 10_000) -> list[Candidate]:

@@ -405,3 +405,19 @@ def test_writes_without_returning(archive: Archive, monkeypatch: pytest.MonkeyPa
         assert store.get_candidate(s, candidate_id=a).status == "ok"
     with archive.session() as s, pytest.raises(NotFoundError, match="create the run"):
         store.add_candidate(s, run_id="000000000000", code="x", code_hash="y")
+
+
+def test_duplicate_lookups_can_be_scoped_to_one_run(archive: Archive) -> None:
+    first, second = _run(archive), _run(archive)
+    with archive.session() as s:
+        old = store.add_candidate(s, run_id=first, code="x = 1", code_hash="h1")
+        store.record_evaluation(s, candidate_id=old.id, status="ok", score=1.0, functional_hash="f1")
+        assert store.find_by_code_hash(s, task="swish", code_hash="h1").id == old.id  # type: ignore[union-attr]
+        assert store.find_by_code_hash(s, task="swish", code_hash="h1", run_id=second) is None
+        assert store.find_by_functional_hash(s, task="swish", functional_hash="f1", run_id=second) is None
+        assert store.known_functional_hashes(s, task="swish", run_id=second) == set()
+        assert store.known_functional_hashes(s, task="swish", run_id=first) == {"f1"}
+        mine = store.add_candidate(s, run_id=second, code="x = 1", code_hash="h1")
+        store.record_evaluation(s, candidate_id=mine.id, status="ok", score=1.0, functional_hash="f1")
+        found = store.find_by_functional_hash(s, task="swish", functional_hash="f1", run_id=second)
+        assert found is not None and found.id == mine.id

@@ -78,6 +78,20 @@ def test_builtin_run_stops_when_the_catalogue_has_nothing_new(tmp_path: Path) ->
     resumed = json.loads(again.stdout.strip().splitlines()[-1])
     assert resumed["iterations"] == summary["iterations"]
     assert "built-in catalogue has no new rewrite" in resumed["stop_reason"]
+    # A second, fresh run of the same task in the same archive measures its own seed and
+    # candidates (duplicates are recognised within a run), so it finds what the first found.
+    second = _run(args, tmp_path)
+    assert second.returncode == 0, second.stderr
+    fresh = json.loads(second.stdout.strip().splitlines()[-1])
+    assert fresh["run_id"] != summary["run_id"]
+    assert fresh["iterations"] == summary["iterations"]
+    with _archive(tmp_path).session() as s:
+        statuses = {
+            (c.mode, c.status)
+            for c in s.scalars(select(Candidate).where(Candidate.run_id == fresh["run_id"]))
+        }
+    assert ("seed", "ok") in statuses
+    assert not any(status == "duplicate" for _, status in statuses)
 
 
 def _counts(cwd: Path, run_id: str) -> dict[str, Any]:
