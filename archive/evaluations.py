@@ -117,13 +117,8 @@ def _insert_once(session: Session, values: dict[str, Any]) -> Evaluation | None:
     concurrent recorder of the same candidate: one INSERT ... ON CONFLICT DO NOTHING
     RETURNING where the database has it (PostgreSQL, SQLite 3.35+)."""
     dialect = session.get_bind().dialect
-    insert = _INSERT_OR_SKIP.get(dialect.name) if dialect.insert_returning else None
-    if insert is not None:
-        return session.scalar(
-            insert(Evaluation).values(values)
-            .on_conflict_do_nothing(index_elements=[Evaluation.candidate_id])
-            .returning(Evaluation)
-        )
+    if dialect.insert_returning and dialect.name in _INSERT_OR_SKIP:
+        return session.scalars(_insert_or_skip(dialect.name), [values]).one_or_none()
     found = select(Evaluation.id).where(Evaluation.candidate_id == values["candidate_id"])
     if session.scalar(found) is not None:
         return None
@@ -138,6 +133,12 @@ def _insert_once(session: Session, values: dict[str, Any]) -> Evaluation | None:
             raise
         return None
     return evaluation
+
+
+@cache  # built once: building it per call cost more than running it
+def _insert_or_skip(dialect_name: str) -> Any:
+    insert = _INSERT_OR_SKIP[dialect_name](Evaluation)
+    return insert.on_conflict_do_nothing(index_elements=[Evaluation.candidate_id]).returning(Evaluation)
 
 
 @cache
