@@ -179,11 +179,16 @@ def cell_elites(session: Session, *, run_id: str) -> list[Candidate]:
     """The best correct candidate of each MAP-Elites cell (ties: the earlier one), one per
     cell, ordered by cell key; ``candidate.cell`` says which cell each one holds."""
 
+    return list(session.scalars(_cell_elites_query(), {"run_id": run_id}))
+
+
+@cache  # built once: this statement is the costliest of the loop's to build
+def _cell_elites_query() -> Select[Candidate]:
     # A loose index scan (recursive CTE): hop from one distinct cell to the next and take
     # each cell's top row, O(cells x log n) on the (run_id, status, cell, score) index,
     # where GROUP BY would read every correct row. Portable to PostgreSQL as written.
     def ok(table: type[Candidate] | Any) -> tuple[Any, ...]:
-        return (table.run_id == run_id, table.status == "ok")
+        return (table.run_id == bindparam("run_id"), table.status == "ok")
 
     first, step, top = (aliased(Candidate) for _ in range(3))
     cells = (
@@ -203,8 +208,7 @@ def cell_elites(session: Session, *, run_id: str) -> list[Candidate]:
         .scalar_subquery()
     )
     ids = select(best_id).where(cells.c.cell.is_not(None))
-    query = select(Candidate).where(Candidate.id.in_(ids)).order_by(Candidate.cell)
-    return list(session.scalars(_with_eval(query)))
+    return _with_eval(select(Candidate).where(Candidate.id.in_(ids)).order_by(Candidate.cell))
 
 
 def recent_candidates(session: Session, *, run_id: str, limit: int = 20) -> list[Candidate]:
@@ -282,7 +286,7 @@ def find_by_code_hash(
 ) -> Candidate | None:
     """The first original (non-duplicate) candidate of ``task`` with this normalised AST
     hash (in run ``run_id`` when given, else in any run), or None."""
-    return _first_original(session, Candidate.code_hash == code_hash, task, run_id)
+    return _first_original(session, "code_hash", code_hash, task, run_id)
 
 
 def find_by_functional_hash(
@@ -290,16 +294,24 @@ def find_by_functional_hash(
 ) -> Candidate | None:
     """The first original candidate of ``task`` (of run ``run_id`` when given) whose probe
     outputs hash to this value."""
-    return _first_original(session, Candidate.functional_hash == functional_hash, task, run_id)
+    return _first_original(session, "functional_hash", functional_hash, task, run_id)
 
 
 def _first_original(
-    session: Session, match: object, task: str, run_id: str | None
+    session: Session, column: str, value: str, task: str, run_id: str | None
 ) -> Candidate | None:
-    query = select(Candidate).where(Candidate.task == task, match, Candidate.status != DUPLICATE)  # type: ignore[arg-type]
-    if run_id is not None:
-        query = query.where(Candidate.run_id == run_id)
-    return session.scalar(query.order_by(Candidate.created_at, Candidate.seq).limit(1))
+    params = {"task": task, "value": value, **({} if run_id is None else {"run_id": run_id})}
+    return session.scalar(_first_original_query(column, run_id is not None), params)
+
+
+@cache  # one statement per shape
+def _first_original_query(column: str, of_run: bool) -> Select[Candidate]:
+    query = select(Candidate).where(Candidate.task == bindparam("task"),
+                                    getattr(Candidate, column) == bindparam("value"),
+                                    Candidate.status != DUPLICATE)
+    if of_run:
+        query = query.where(Candidate.run_id == bindparam("run_id"))
+    return query.order_by(Candidate.created_at, Candidate.seq).limit(1)
 
 
 def known_functional_hashes(
@@ -307,11 +319,15 @@ def known_functional_hashes(
 ) -> set[str]:
     """Every functional hash recorded for ``task`` (in run ``run_id`` when given): hand these
     to the evaluator's probe."""
+    params = {"task": task} if run_id is None else {"run_id": run_id}
+    return {h for h in session.scalars(_functional_hashes_query(run_id is not None), params) if h}
+
+
+@cache  # one statement per shape
+def _functional_hashes_query(of_run: bool) -> Select[str | None]:
     query = select(Candidate.functional_hash).where(Candidate.functional_hash.is_not(None))
-    query = query.where(Candidate.run_id == run_id) if run_id is not None else query.where(
-        Candidate.task == task
-    )
-    return {h for h in session.scalars(query.distinct()) if h is not None}
+    scope = Candidate.run_id == bindparam("run_id") if of_run else Candidate.task == bindparam("task")
+    return query.where(scope).distinct()
 
 
 def lineage(session: Session, *, candidate_id: str, max_depth: int = 10_000) -> list[Candidate]:
