@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from daedalus.archive.db import Archive, open_archive
 from tests.postgres_db import fresh_database
 from tests.stub_llm import STUB_API_KEY, STUB_KEY_ENV, StubLLM
 
@@ -43,6 +44,14 @@ def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         return
     with fresh_database() as url:
         yield url
+
+
+@pytest.fixture
+def archive(archive_url: str) -> Iterator[Archive]:
+    """An open archive on ``archive_url`` (SQLite, then PostgreSQL); modules may override."""
+    arch = open_archive(archive_url)
+    yield arch
+    arch.close()
 
 
 # --- sandbox build cache ---

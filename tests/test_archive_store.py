@@ -3,60 +3,19 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
 
 from daedalus.archive import store
-from daedalus.archive.db import Archive, open_archive
+from daedalus.archive.db import Archive
 from daedalus.archive.errors import AmbiguousIdError, ArchiveError, NotFoundError
-from daedalus.archive.models import Candidate, Evaluation, Run
-
-FP = {"cpu": "Test CPU", "torch": "2.13.0", "threads": "1"}
-
-
-@pytest.fixture
-def archive(archive_url: str) -> Iterator[Archive]:
-    arch = open_archive(archive_url)
-    yield arch
-    arch.close()
-
-
-def _run(archive: Archive, task: str = "swish") -> str:
-    with archive.session() as s:
-        return store.create_run(s, task=task, config={"iterations": 10}).id
-
-
-def _cand(archive: Archive, run_id: str, **kw: object) -> str:
-    code = str(kw.pop("code", f"class ModelNew: {random.random()}"))
-    code_hash = str(kw.pop("code_hash", f"h{random.getrandbits(64):x}"))
-    with archive.session() as s:
-        return store.add_candidate(s, run_id=run_id, code=code, code_hash=code_hash, **kw).id  # type: ignore[arg-type]
-
-
-def _eval(
-    archive: Archive, cid: str, status: str = "ok", score: float = 1.0
-) -> store.RecordOutcome:
-    with archive.session() as s:
-        return store.record_evaluation(
-            s,
-            candidate_id=cid,
-            status=status,
-            correct=status == "ok",
-            score=score,
-            speedup=score if status == "ok" else None,
-            error=None if status == "ok" else f"{status} happened",
-            metrics={"ref_ms": 2.0, "cand_ms": 2.0 / max(score, 1e-9)},
-            fingerprint=FP,
-            backend="cpu",
-            sandbox="process",
-            logs="log line",
-        )
+from daedalus.archive.models import Candidate
+from tests.archive_helpers import evaluate, new_candidate, new_run
 
 
 def test_run_lifecycle_and_spend(archive: Archive) -> None:
-    run_id = _run(archive)
+    run_id = new_run(archive)
     with archive.session() as s:
         store.add_spend(s, run_id=run_id, iterations=2, prompt_tokens=100, cost_usd=0.25)
         store.add_spend(s, run_id=run_id, iterations=1, completion_tokens=50, device_seconds=3.5)
@@ -79,9 +38,9 @@ def test_run_lifecycle_and_spend(archive: Archive) -> None:
 
 
 def test_list_and_latest_runs(archive: Archive) -> None:
-    a = _run(archive, "alpha")
-    b = _run(archive, "beta")
-    c = _run(archive, "alpha")
+    a = new_run(archive, "alpha")
+    b = new_run(archive, "beta")
+    c = new_run(archive, "alpha")
     with archive.session() as s:
         store.update_run_status(s, run_id=c, status="finished")
     with archive.session(readonly=True) as s:
@@ -108,7 +67,7 @@ def test_prefix_lookup(archive: Archive) -> None:
         with pytest.raises(NotFoundError):
             store.get_run(s, run_id="a%")  # LIKE wildcards are escaped, not matched
     run_id = "abc123000001"
-    cid = _cand(archive, run_id)
+    cid = new_candidate(archive, run_id)
     with archive.session(readonly=True) as s:
         assert store.get_candidate(s, candidate_id=cid[:6]).id == cid
         with pytest.raises(NotFoundError, match="list --run"):
@@ -116,9 +75,9 @@ def test_prefix_lookup(archive: Archive) -> None:
 
 
 def test_candidates_get_sequence_generation_and_task(archive: Archive) -> None:
-    run_id = _run(archive)
-    root = _cand(archive, run_id, mode="seed")
-    child = _cand(archive, run_id, parent_id=root, inspirations=[root], island=2)
+    run_id = new_run(archive)
+    root = new_candidate(archive, run_id, mode="seed")
+    child = new_candidate(archive, run_id, parent_id=root, inspirations=[root], island=2)
     with archive.session(readonly=True) as s:
         r, c = store.get_candidate(s, candidate_id=root), store.get_candidate(s, candidate_id=child)
         assert (r.seq, c.seq) == (1, 2)
@@ -133,93 +92,27 @@ def test_candidates_get_sequence_generation_and_task(archive: Archive) -> None:
 
 
 def test_add_candidate_with_known_id_is_idempotent(archive: Archive) -> None:
-    run_id = _run(archive)
-    first = _cand(archive, run_id, candidate_id="feedfacefeedface", code="A", code_hash="a")
-    again = _cand(archive, run_id, candidate_id="feedfacefeedface", code="A", code_hash="a")
+    run_id = new_run(archive)
+    first = new_candidate(archive, run_id, candidate_id="feedfacefeedface", code="A", code_hash="a")
+    again = new_candidate(archive, run_id, candidate_id="feedfacefeedface", code="A", code_hash="a")
     assert first == again
     with archive.session(readonly=True) as s:
         assert s.scalar(select(func.count()).select_from(Candidate)) == 1
         assert store.get_run(s, run_id=run_id).candidate_count == 1
-    other = _run(archive)
+    other = new_run(archive)
     with archive.session() as s, pytest.raises(ArchiveError, match="belongs to run"):
         store.add_candidate(
             s, run_id=other, code="A", code_hash="a", candidate_id="feedfacefeedface"
         )
 
 
-def test_record_evaluation_is_idempotent_and_tracks_best(archive: Archive) -> None:
-    run_id = _run(archive)
-    a, b, c = (_cand(archive, run_id) for _ in range(3))
-    first = _eval(archive, a, score=1.2)
-    assert first.created and first.new_best
-    again = _eval(archive, a, score=9.9)  # a retried write must not change anything
-    assert not again.created and not again.new_best
-    assert again.evaluation.id == first.evaluation.id and again.evaluation.score == 1.2
-    assert not _eval(archive, b, score=1.1).new_best
-    assert _eval(archive, c, status="incorrect", score=0.0).created
-    with archive.session(readonly=True) as s:
-        assert s.scalar(select(func.count()).select_from(Evaluation)) == 3
-        run = s.get(Run, run_id)
-        assert run is not None and (run.best_candidate_id, run.best_score) == (a, 1.2)
-        best = store.best_candidate(s, run_id=run_id)
-        assert best is not None and best.id == a and best.evaluation is not None
-        ev = best.evaluation
-        assert ev.fingerprint == FP and len(ev.fingerprint_hash) == 12
-        assert ev.fingerprint_hash == store.fingerprint_hash(dict(reversed(FP.items())))
-        assert store.get_candidate(s, candidate_id=c).status == "incorrect"
-    with archive.session() as s, pytest.raises(ValueError, match="unknown evaluation status"):
-        store.record_evaluation(s, candidate_id=b, status="great")
-
-
-def test_equal_score_keeps_the_first_best(archive: Archive) -> None:
-    run_id = _run(archive)
-    a, b = _cand(archive, run_id), _cand(archive, run_id)
-    _eval(archive, a, score=1.5)
-    assert not _eval(archive, b, score=1.5).new_best
-    with archive.session(readonly=True) as s:
-        assert store.best_candidate(s, run_id=run_id).id == a  # type: ignore[union-attr]
-        assert [c.id for c in store.top_candidates(s, run_id=run_id)] == [a, b]
-
-
-def test_pending_and_duplicates(archive: Archive) -> None:
-    run_id = _run(archive)
-    done = _cand(archive, run_id, code="A", code_hash="ha")
-    _eval(archive, done)
-    waiting = _cand(archive, run_id, code="B", code_hash="hb")
-    exact = _cand(
-        archive, run_id, code="A ", code_hash="ha", duplicate_of=done, duplicate_kind="exact"
-    )
-    late = _cand(archive, run_id, code="C", code_hash="hc")
-    with archive.session() as s:
-        store.mark_duplicate(
-            s, candidate_id=late, duplicate_of=done, kind="functional", functional_hash="f1"
-        )
-    with archive.session(readonly=True) as s:
-        assert [c.id for c in store.pending_candidates(s, run_id=run_id)] == [waiting]
-        assert store.find_by_code_hash(s, task="swish", code_hash="ha").id == done  # type: ignore[union-attr]
-        assert store.find_by_code_hash(s, task="other", code_hash="ha") is None
-        assert store.get_candidate(s, candidate_id=exact).status == "duplicate"
-        assert store.count_by_status(s, run_id=run_id) == {"ok": 1, "pending": 1, "duplicate": 2}
-    with archive.session() as s:
-        store.record_evaluation(
-            s, candidate_id=waiting, status="ok", score=1.0, functional_hash="f1"
-        )
-    with archive.session(readonly=True) as s:
-        assert store.pending_candidates(s, run_id=run_id) == []
-        # the duplicate shares f1, but the original is the one found
-        assert store.find_by_functional_hash(s, task="swish", functional_hash="f1").id == waiting  # type: ignore[union-attr]
-        assert store.known_functional_hashes(s, task="swish") == {"f1"}
-    with archive.session() as s, pytest.raises(ValueError, match="together"):
-        store.add_candidate(s, run_id=run_id, code="x", code_hash="x", duplicate_of=done)
-
-
 def test_top_candidates_islands_and_sampling(archive: Archive) -> None:
-    run_id = _run(archive)
+    run_id = new_run(archive)
     scores: dict[str, tuple[int, float]] = {}
     for i in range(24):
-        cid = _cand(archive, run_id, island=i % 3)
+        cid = new_candidate(archive, run_id, island=i % 3)
         score = 1.0 + i / 10
-        _eval(
+        evaluate(
             archive, cid, status="ok" if i % 4 else "runtime_error", score=score if i % 4 else 0.0
         )
         if i % 4:
@@ -246,26 +139,26 @@ def test_top_candidates_islands_and_sampling(archive: Archive) -> None:
         assert store.random_candidate(s, run_id=run_id, rng=rng, status="timeout") is None
         with pytest.raises(ValueError):
             store.top_candidates(s, task="swish", island=1)
-    empty = _run(archive)
+    empty = new_run(archive)
     with archive.session(readonly=True) as s:
         assert store.sample_parent(s, run_id=empty, rng=random.Random(0)) is None
         assert store.best_candidate(s, run_id=empty) is None
 
 
 def test_cell_elites(archive: Archive) -> None:
-    run_id = _run(archive)
+    run_id = new_run(archive)
     expected: dict[str, str] = {}
     best: dict[str, float] = {}
     rng = random.Random(3)
     for _ in range(40):
         cell = f"{rng.randrange(5)}-{rng.randrange(2)}"
         score = round(rng.uniform(0.5, 2.0), 1)  # coarse, so ties happen
-        cid = _cand(archive, run_id, cell=cell, features={"approach": cell})
-        _eval(archive, cid, score=score)
+        cid = new_candidate(archive, run_id, cell=cell, features={"approach": cell})
+        evaluate(archive, cid, score=score)
         if score > best.get(cell, -1.0):
             best[cell], expected[cell] = score, cid
-    failing = _cand(archive, run_id, cell="9-9")
-    _eval(archive, failing, status="incorrect", score=0.0)
+    failing = new_candidate(archive, run_id, cell="9-9")
+    evaluate(archive, failing, status="incorrect", score=0.0)
     with archive.session(readonly=True) as s:
         elites = store.cell_elites(s, run_id=run_id)
     assert [c.cell for c in elites] == sorted(expected)
@@ -274,12 +167,12 @@ def test_cell_elites(archive: Archive) -> None:
 
 
 def test_recent_failures_newest_first(archive: Archive) -> None:
-    run_id = _run(archive)
+    run_id = new_run(archive)
     statuses = ["ok", "compile_error", "incorrect", "ok", "timeout", "incorrect", "ok", "rejected"]
     ids = []
     for st in statuses:
-        cid = _cand(archive, run_id)
-        _eval(archive, cid, status=st, score=1.0 if st == "ok" else 0.0)
+        cid = new_candidate(archive, run_id)
+        evaluate(archive, cid, status=st, score=1.0 if st == "ok" else 0.0)
         ids.append(cid)
     with archive.session(readonly=True) as s:
         failures = store.recent_failures(s, run_id=run_id, limit=3)
@@ -290,17 +183,17 @@ def test_recent_failures_newest_first(archive: Archive) -> None:
 
 
 def test_lineage_children_and_lessons(archive: Archive) -> None:
-    run_id = _run(archive)
-    chain = [_cand(archive, run_id, mode="seed")]
+    run_id = new_run(archive)
+    chain = [new_candidate(archive, run_id, mode="seed")]
     for _ in range(4):
-        chain.append(_cand(archive, run_id, parent_id=chain[-1]))
-    sibling = _cand(archive, run_id, parent_id=chain[2])
+        chain.append(new_candidate(archive, run_id, parent_id=chain[-1]))
+    sibling = new_candidate(archive, run_id, parent_id=chain[2])
     with archive.session(readonly=True) as s:
         assert [c.id for c in store.lineage(s, candidate_id=chain[-1])] == chain[-2::-1]
         assert store.lineage(s, candidate_id=chain[0]) == []
         assert [c.id for c in store.children(s, candidate_id=chain[2])] == [chain[3], sibling]
         assert [c.generation for c in store.lineage(s, candidate_id=sibling)] == [2, 1, 0]
-    other = _run(archive)
+    other = new_run(archive)
     with archive.session() as s:
         store.add_lesson(s, run_id=run_id, task="swish", iteration=5, text="in-place ops help")
         store.add_lesson(s, run_id=other, task="swish", iteration=1, text="avoid .item()")
@@ -317,10 +210,10 @@ def test_lineage_children_and_lessons(archive: Archive) -> None:
 
 
 def test_list_candidates_orders(archive: Archive) -> None:
-    run_id = _run(archive)
-    a, b, c = (_cand(archive, run_id) for _ in range(3))
-    _eval(archive, a, score=2.0)
-    _eval(archive, b, status="timeout", score=0.0)
+    run_id = new_run(archive)
+    a, b, c = (new_candidate(archive, run_id) for _ in range(3))
+    evaluate(archive, a, score=2.0)
+    evaluate(archive, b, status="timeout", score=0.0)
     with archive.session(readonly=True) as s:
         assert [x.id for x in store.list_candidates(s, run_id=run_id)] == [c, b, a]
         assert [x.id for x in store.list_candidates(s, run_id=run_id, order="score")] == [a, b, c]
@@ -328,7 +221,7 @@ def test_list_candidates_orders(archive: Archive) -> None:
 
 
 def test_session_rolls_back_on_error(archive: Archive) -> None:
-    run_id = _run(archive)
+    run_id = new_run(archive)
     with pytest.raises(RuntimeError), archive.session() as s:
         store.add_candidate(s, run_id=run_id, code="x", code_hash="x")
         raise RuntimeError("boom")
@@ -362,62 +255,10 @@ def test_resume_helpers(archive: Archive) -> None:
 
 
 def test_recent_candidates(archive: Archive) -> None:
-    run_id = _run(archive)
-    ids = [_cand(archive, run_id) for _ in range(5)]
-    _eval(archive, ids[3], status="timeout", score=0.0)
+    run_id = new_run(archive)
+    ids = [new_candidate(archive, run_id) for _ in range(5)]
+    evaluate(archive, ids[3], status="timeout", score=0.0)
     with archive.session(readonly=True) as s:
         recent = store.recent_candidates(s, run_id=run_id, limit=3)
     assert [c.id for c in recent] == ids[:1:-1]
     assert recent[1].evaluation is not None and recent[1].evaluation.status == "timeout"
-
-
-def test_non_finite_numbers_in_json_columns_are_stored_as_null(archive: Archive) -> None:
-    # PostgreSQL's json type rejects NaN and Infinity outright; a candidate whose score or
-    # metric is not finite must still be recorded, the same way on both databases.
-    cid = _cand(archive, _run(archive))
-    with archive.session() as s:
-        store.record_evaluation(
-            s, candidate_id=cid, status="incorrect", correct=False, score=0.0,
-            error="non-finite score: combined_score=nan",
-            metrics={"ref_ms": float("inf"), "nested": [1.0, float("-inf")]},
-            objectives={"combined_score": float("nan")},
-        )  # fmt: skip
-    with archive.session() as s:
-        ev = s.scalars(select(Evaluation).where(Evaluation.candidate_id == cid)).one()
-        assert ev.metrics == {"ref_ms": None, "nested": [1.0, None]}
-        assert ev.objectives == {"combined_score": None}
-        assert ev.error == "non-finite score: combined_score=nan"
-
-
-def test_writes_without_returning(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite before 3.35 has no RETURNING: the same writes take two statements instead."""
-    dialect = archive.engine.dialect
-    monkeypatch.setattr(dialect, "insert_returning", False)
-    monkeypatch.setattr(dialect, "update_returning", False)
-    run_id = _run(archive)
-    a, b = _cand(archive, run_id), _cand(archive, run_id)
-    first = _eval(archive, a, score=1.2)
-    again = _eval(archive, a, score=9.9)
-    assert first.created and first.new_best and not again.created
-    assert again.evaluation.id == first.evaluation.id and again.evaluation.score == 1.2
-    with archive.session(readonly=True) as s:
-        assert [store.get_candidate(s, candidate_id=c).seq for c in (a, b)] == [1, 2]
-        assert store.get_candidate(s, candidate_id=a).status == "ok"
-    with archive.session() as s, pytest.raises(NotFoundError, match="create the run"):
-        store.add_candidate(s, run_id="000000000000", code="x", code_hash="y")
-
-
-def test_duplicate_lookups_can_be_scoped_to_one_run(archive: Archive) -> None:
-    first, second = _run(archive), _run(archive)
-    with archive.session() as s:
-        old = store.add_candidate(s, run_id=first, code="x = 1", code_hash="h1")
-        store.record_evaluation(s, candidate_id=old.id, status="ok", score=1.0, functional_hash="f1")
-        assert store.find_by_code_hash(s, task="swish", code_hash="h1").id == old.id  # type: ignore[union-attr]
-        assert store.find_by_code_hash(s, task="swish", code_hash="h1", run_id=second) is None
-        assert store.find_by_functional_hash(s, task="swish", functional_hash="f1", run_id=second) is None
-        assert store.known_functional_hashes(s, task="swish", run_id=second) == set()
-        assert store.known_functional_hashes(s, task="swish", run_id=first) == {"f1"}
-        mine = store.add_candidate(s, run_id=second, code="x = 1", code_hash="h1")
-        store.record_evaluation(s, candidate_id=mine.id, status="ok", score=1.0, functional_hash="f1")
-        found = store.find_by_functional_hash(s, task="swish", functional_hash="f1", run_id=second)
-        assert found is not None and found.id == mine.id
