@@ -201,9 +201,9 @@ def _import_in_background(*, llm: bool) -> None:
         for name in ("langgraph.graph", "langgraph.checkpoint.sqlite"):
             importlib.import_module(name)
         if llm:
-            from daedalus.tools.llm import load_litellm
+            from daedalus.tools.llm import warm_litellm
 
-            load_litellm()
+            warm_litellm()
 
     threading.Thread(target=load, name="daedalus-imports", daemon=True).start()
 

@@ -124,7 +124,7 @@ class RunContext:
     def plan(self, *, proposals: int) -> tuple[dict[str, Any] | None, str | None]:
         """A plan for the next proposal, or (None, reason) to stop, or (None, None) to wait."""
         with self.archive.session(readonly=True) as s:
-            run = store.get_run(s, run_id=self.run_id)
+            run = store.run_counters(s, run_id=self.run_id)
             reason = planning.stop_reason(
                 self.config,
                 iterations=run.iterations,
@@ -159,7 +159,7 @@ class RunContext:
         with self.archive.session(readonly=True) as s:
             if not self._warmed:
                 self._warm_proposers(s)
-            run = store.get_run(s, run_id=self.run_id)
+            run = store.run_counters(s, run_id=self.run_id)
             remaining = None if self.config.budget_usd is None else max(0.0, self.config.budget_usd - run.cost_usd)
             # One query for every candidate the brief shows (and one for their evaluations).
             found = store.candidates_by_id(
@@ -253,9 +253,9 @@ class RunContext:
         except SyntaxError:
             code_hash = "unparsable:" + uuid.uuid5(uuid.NAMESPACE_OID, code).hex
         with self.archive.session() as s, s.begin():
-            existing = store.find_candidate(s, candidate_id=proposal["id"])
+            existing = store.candidate_status(s, candidate_id=proposal["id"])
             if existing is not None:  # resumed after the insert was committed
-                return existing.id if existing.status == "pending" else None
+                return proposal["id"] if existing == "pending" else None
             duplicate = (
                 store.find_by_code_hash(
                     s, task=self.task.key, code_hash=code_hash, run_id=self.run_id
@@ -352,7 +352,7 @@ class RunContext:
         with self.archive.session(readonly=True) as s:
             recent = store.recent_candidates(s, run_id=self.run_id, limit=20)
             entries = [memory.entry(c) for c in recent]
-            iteration = store.get_run(s, run_id=self.run_id).iterations
+            iteration = store.run_counters(s, run_id=self.run_id).iterations
         analyst = self.analyst or memory.statistical_lessons
         lessons = analyst(self.task.name, entries)
         with self.archive.session() as s, s.begin():

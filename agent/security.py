@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 Check = Callable[[str], list[Any]]  # a static policy: code -> violations (sandbox.static)
@@ -55,12 +56,15 @@ def vet(code: str, *, max_code_bytes: int, check: Check | Literal["kernel"] | No
     return Verdict(True)
 
 
+@lru_cache(maxsize=1024)
+def _secret_name(name: str) -> bool:
+    return _SECRET_ENV.search(name) is not None
+
+
 def _secret_values() -> list[str]:
-    return [
-        value
-        for name, value in os.environ.items()
-        if _SECRET_ENV.search(name) and len(value) >= 8
-    ]
+    # The environment is read afresh every time (it may change); the names' verdicts are
+    # cached, as the loop redacts several texts an iteration.
+    return [value for name, value in os.environ.items() if len(value) >= 8 and _secret_name(name)]
 
 
 def redact(text: str) -> str:

@@ -6,9 +6,9 @@ import os
 import socket
 from collections.abc import Iterable, Mapping
 from functools import cache
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
-from sqlalchemy import CursorResult, Table, Update, bindparam, select, update
+from sqlalchemy import CursorResult, Select, Table, Update, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -215,6 +215,32 @@ def update_run_row(session: Session, statement: Update, **params: Any) -> Cursor
 
 RUNS_TABLE = cast(Table, Run.__table__)  # for Core statements
 _RUNS = RUNS_TABLE.c
+
+
+class RunCounters(NamedTuple):
+    """What the discovery loop reads of its run several times an iteration."""
+
+    iterations: int
+    cost_usd: float
+    device_seconds: float
+    best_score: float | None
+    guidance: list[Any]
+
+
+@cache
+def _counters_statement() -> Select[Any]:
+    return select(_RUNS.iterations, _RUNS.cost_usd, _RUNS.device_seconds, _RUNS.best_score,
+                  _RUNS.guidance).where(_RUNS.id == bindparam("run_id"))
+
+
+def run_counters(session: Session, *, run_id: str) -> RunCounters:
+    """The budget counters, best score and guidance of the run with exactly this id: one
+    prebuilt SELECT of five columns (``get_run`` resolves prefixes and loads the ORM row,
+    several times the cost). NotFoundError when there is no such run."""
+    row = session.execute(_counters_statement(), {"run_id": run_id}).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no run {run_id!r}. Fix: copy one from `daedalus archive runs`.")
+    return RunCounters(*row)
 
 
 @cache

@@ -63,6 +63,7 @@ from daedalus.archive.runs import (
     get_run,
     latest_run,
     list_runs,
+    run_counters,
     set_run_elapsed,
     update_run_row,
     update_run_status,
@@ -74,6 +75,7 @@ __all__ = [
     "add_lesson",
     "add_spend",
     "best_candidate",
+    "candidate_status",
     "candidates_by_id",
     "cell_elites",
     "children",
@@ -99,6 +101,7 @@ __all__ = [
     "recent_candidates",
     "recent_failures",
     "record_evaluation",
+    "run_counters",
     "sample_parent",
     "set_features",
     "set_run_elapsed",
@@ -230,6 +233,18 @@ def find_candidate(session: Session, *, candidate_id: str) -> Candidate | None:
     """The candidate with exactly this id, or None (no prefix matching, no error): for
     "was this already written?" checks on resume."""
     return session.get(Candidate, candidate_id)
+
+
+@cache
+def _status_statement() -> Select[Any]:
+    return select(Candidate.status).where(Candidate.id == bindparam("candidate_id"))
+
+
+def candidate_status(session: Session, *, candidate_id: str) -> str | None:
+    """The status of the candidate with exactly this id, or None when there is none: the
+    loop's "was this already written?" check, one prebuilt SELECT of one column."""
+    status: str | None = session.execute(_status_statement(), {"candidate_id": candidate_id}).scalar()
+    return status
 
 
 def set_features(

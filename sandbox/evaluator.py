@@ -79,6 +79,7 @@ class Evaluator:
         artifacts: dict[str, Any] = {"code_hash": normalized_hash(code)}
         check = (check_candidate if task.kind in ("kernel", "architecture")
                  else policy_for(task.source, task.settings))
+        checked = limits.policy and check is not None
         if limits.policy and check is not None:
             violations = check(code)
             if violations:
@@ -102,6 +103,9 @@ class Evaluator:
                         if task.kind in ("program", "architecture") else {})},
             "code": code, "backend": self.backend, "limits": limits.model_dump(),
             "known_functional": sorted(set(known_functional)),
+            # This process already applied the policy (and so parsed the code): the harness
+            # need not again. A request without the mark is checked there.
+            "policy_checked": checked,
         }  # fmt: skip
         run = self.sandbox.run(request, limits)
         if run.task_error is not None:

@@ -259,7 +259,7 @@ def run_program(req: dict[str, Any], workdir: Path, emit: Emit) -> dict[str, Any
     try:
         stage("static")
         checked = limits.policy and settings.get("policy", "on") != "off"
-        if checked:
+        if checked and not req.get("policy_checked"):  # the Evaluator checked it already
             violations = check_program(code, initial=spec.get("source", ""),
                                        extra=tuple(settings.get("allowed_imports") or ()))
             if violations:

@@ -56,6 +56,7 @@ class _ProgramChecker(_Checker):
         super().check_dotted(node, dotted)
 
 
+@lru_cache(maxsize=32)  # every check asks for the initial program's imports
 def imported_roots(source: str) -> frozenset[str]:
     """Top-level modules that ``source`` imports (absolute imports only)."""
     try:

@@ -35,6 +35,13 @@ def test_run_lifecycle_and_spend(archive: Archive) -> None:
             store.update_run_status(s, run_id=run_id, status="paused")
         with pytest.raises(NotFoundError):
             store.add_spend(s, run_id="000000000000", iterations=1)
+    with archive.session(readonly=True) as s:
+        # The loop's cheap read of the same counters agrees with the ORM row.
+        counters = store.run_counters(s, run_id=run_id)
+        assert (counters.iterations, counters.best_score, counters.guidance) == (3, None, [])
+        assert counters.cost_usd == pytest.approx(0.25) and counters.device_seconds == pytest.approx(3.5)
+        with pytest.raises(NotFoundError):
+            store.run_counters(s, run_id=run_id[:6])  # exact ids only
 
 
 def test_list_and_latest_runs(archive: Archive) -> None:
@@ -240,6 +247,8 @@ def test_resume_helpers(archive: Archive) -> None:
     with archive.session() as s:
         assert store.find_candidate(s, candidate_id=cid) is not None
         assert store.find_candidate(s, candidate_id=cid[:4]) is None  # exact ids only
+        assert store.candidate_status(s, candidate_id=cid) == "pending"
+        assert store.candidate_status(s, candidate_id=cid[:4]) is None
         store.set_features(
             s, candidate_id=cid, features={"approach": "fused", "code_size": 3}, cell="fused|0"
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,8 @@ from daedalus.tools.llm import (
     LLMGateway,
     LLMTimeout,
     LLMUnavailable,
+    load_litellm,
+    warm_litellm,
 )
 from daedalus.tools.llm_errors import parse_retry_after
 from tests.stub_llm import STUB_API_KEY, STUB_KEY_ENV, Reply, StubLLM, ToolCall
@@ -53,6 +57,34 @@ def test_unknown_model_cost_is_zero_and_flagged(stub_llm: StubLLM) -> None:
     done = LLMGateway(stub_llm.llm_config()).complete(HELLO)
     assert done.cost_usd == 0.0 and not done.cost_known
     assert done.prompt_tokens > 0 and done.completion_tokens > 0
+
+
+def test_an_unmapped_model_is_looked_up_once_and_stays_unknown(
+    stub_llm: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    litellm = load_litellm()
+    lookups: list[str] = []
+    real = litellm.completion_cost
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        lookups.append(str(kwargs.get("model")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "completion_cost", counted)
+    stub_llm.script(["one", "two", "three"])
+    gateway = LLMGateway(stub_llm.llm_config())
+    done = [gateway.complete(HELLO) for _ in range(3)]
+    assert [d.text for d in done] == ["one", "two", "three"]
+    assert all(d.cost_usd == 0.0 and not d.cost_known for d in done)
+    assert lookups == ["openai/stub"]  # the first reply taught the gateway: no price
+
+
+def test_warm_up_imports_the_first_call_s_modules_and_sends_nothing(stub_llm: StubLLM) -> None:
+    warm_litellm()
+    assert "openai.resources.chat" in sys.modules
+    assert stub_llm.requests == []
+    stub_llm.script(["warm"])
+    assert LLMGateway(stub_llm.llm_config()).complete(HELLO).text == "warm"
 
 
 def test_litellm_price_map_is_used_for_known_models(stub_llm: StubLLM) -> None:

@@ -20,6 +20,7 @@ tokenizers instead of downloads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -50,6 +51,7 @@ __all__ = [
     "LLMUnavailable",
     "Message",
     "load_litellm",
+    "warm_litellm",
 ]
 
 Message = dict[str, Any]
@@ -144,12 +146,34 @@ def load_litellm() -> Any:
     return _litellm
 
 
+def warm_litellm() -> None:
+    """Load litellm and what its first completion would import (openai's client resources
+    and litellm's proxy types: about 0.4 s of CPU here), so a background thread pays for it
+    instead of the first request. Builds a client object; sends nothing."""
+    import importlib
+
+    load_litellm()
+    import openai
+
+    client = openai.OpenAI(api_key=_PLACEHOLDER_KEY, base_url="http://127.0.0.1:9/v1")
+    try:
+        client.chat.completions  # noqa: B018  (the attribute imports the resource modules)
+    finally:
+        client.close()
+    for name in ("litellm.proxy._types", "litellm._service_logger"):
+        # Another litellm version may not have them: its first call imports what it needs.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
 class LLMGateway:
-    """Calls one configured model. Thread-safe: it holds no per-call state."""
+    """Calls one configured model. Thread-safe: it holds no per-call state (only whether
+    litellm can price the model, learnt once)."""
 
     def __init__(self, config: LLMConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
         self._sleep = sleep
+        self._unpriced = False  # litellm has no price for this model (learnt once)
 
     @property
     def model(self) -> str:
@@ -314,10 +338,17 @@ class LLMGateway:
         if cfg.input_cost_per_token is not None or cfg.output_cost_per_token is not None:
             cost = prompt * (cfg.input_cost_per_token or 0.0)
             return cost + completion * (cfg.output_cost_per_token or 0.0), True
+        # litellm prices every reply while logging it; reuse that instead of pricing it again.
+        priced = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if isinstance(priced, int | float) and not isinstance(priced, bool):
+            return float(priced), True
+        if self._unpriced:
+            return 0.0, False
         try:
             return float(litellm.completion_cost(completion_response=response,
                                                  model=cfg.model)), True
         except Exception:  # unmapped model: several exception types; the cost is unknown
+            self._unpriced = True  # the model stays unmapped: do not look it up every call
             return 0.0, False
 
 
