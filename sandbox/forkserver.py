@@ -7,11 +7,14 @@ fork-safe: a child hangs on its first parallel op if the parent ran one), caches
 task modules, and then serves newline-delimited JSON requests on stdin, answering on
 stdout. It is single-threaded: one ``selectors`` loop watches requests, every child's
 output and result pipes, exit (pidfds) and deadlines, so forking never races a thread.
+Program candidates usually start in a spare child prepared during the previous evaluation
+(``spare.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -25,16 +28,17 @@ import time
 import traceback
 from collections import OrderedDict
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from daedalus.sandbox import isolation
 from daedalus.sandbox.backends import fingerprints
 from daedalus.sandbox.backends.detect import cuda_problem
+from daedalus.sandbox.child_setup import child_environment, reseed_numpy, torch_side, warm_numpy
 from daedalus.sandbox.children import Child, write_all
-from daedalus.sandbox.program_harness import run_program
+from daedalus.sandbox.program_harness import preload_evaluator, run_program
 from daedalus.sandbox.protocol import flood_limit
 from daedalus.sandbox.result import Limits
+from daedalus.sandbox.spare import GO_FD, SpareKeeper, await_request, spare_key
 from daedalus.sandbox.static import needs_build
 from daedalus.tasks.model import Task, TaskError
 from daedalus.tasks.runtime import TaskModule, materialise
@@ -42,47 +46,11 @@ from daedalus.tasks.runtime import TaskModule, materialise
 EXIT_GRACE_S = 2.0  # after the child exits, wait this long for its pipes to drain
 BUILD_FSIZE_MB = 2048
 TASK_CACHE_SIZE = 16
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "VIRTUAL_ENV", "CC", "CXX", "LD_LIBRARY_PATH", "CPATH")
-_ENV_KEEP_PREFIXES = ("CUDA_", "NVIDIA_", "ASCEND_", "TRITON_")  # device selection, not secrets
 # Bound before any candidate runs: a program that replaces json.dumps cannot forge the report.
 _dumps = json.dumps
 
 
-def torch_side() -> tuple[ModuleType, ModuleType]:
-    """torch and the kernel and architecture harnesses, imported once, torch pinned to one
-    thread first. A lean server (``--lean``, program tasks) never imports them unless a
-    kernel or architecture request arrives (it saves the server's memory and start-up)."""
-    import torch
-
-    if "daedalus.sandbox.harness" not in sys.modules:
-        torch.set_num_threads(1)
-        from daedalus.sandbox.functional import warm_up
-
-        warm_up()
-    from daedalus.sandbox import arch_harness, harness
-
-    return harness, arch_harness
-
-
-def warm_numpy() -> None:
-    """numpy is what program evaluators import most (178 ms in each child otherwise), and its
-    global random state initialises on first use (~17 ms): both here, once. Each program
-    child reseeds the global state from the OS (``reseed_numpy``), as a fresh interpreter
-    would."""
-    with contextlib.suppress(ImportError):
-        import numpy
-
-        numpy.random.uniform()
-        numpy.sin(numpy.arange(4.0)).mean()
-
-
-def reseed_numpy() -> None:
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
-
-
-class ForkServer:
+class ForkServer(SpareKeeper):
     def __init__(self, cache_dir: Path, *, lean: bool = False) -> None:
         self.lean = lean
         self.cache = isolation.prepare_dir(cache_dir)
@@ -96,6 +64,7 @@ class ForkServer:
         self.children: dict[int, Child] = {}
         self.reaping: dict[int, int] = {}  # answered but not yet reaped: pid -> pidfd
         self.tasks: OrderedDict[str, TaskModule] = OrderedDict()
+        self.spare = None  # a program child waiting for its candidate (SpareKeeper)
         self.inbuf = bytearray()
         self.stdin_open = True
         self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY) if isolation.is_root() else -1
@@ -141,6 +110,7 @@ class ForkServer:
                 self.enforce_deadlines()
                 self.finish_ready()
         finally:
+            self.drop_spare()
             shutil.rmtree(self.work_root, ignore_errors=True)
 
     def read_requests(self) -> None:
@@ -150,6 +120,7 @@ class ForkServer:
             self.sel.unregister(0)
             for child in self.children.values():
                 self.kill(child)
+            self.drop_spare()
             return
         self.inbuf += data
         while b"\n" in self.inbuf:
@@ -169,10 +140,15 @@ class ForkServer:
             except TaskError as exc:
                 self.send({"id": rid, "task_error": str(exc)})
                 return
+        key = spare_key(req)
         try:
-            self.spawn(req, tm)
+            if not self.use_spare(req, key):
+                self.spawn(req, tm)
         except OSError as exc:
             self.send({"id": rid, "sandbox_error": f"could not start the sandbox child: {exc}"})
+        if key is not None and self.spare is None:
+            with contextlib.suppress(OSError):  # no spare: the next request forks afresh
+                self.make_spare(req, key)
 
     def task_module(self, spec: dict[str, Any]) -> TaskModule:
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -191,37 +167,55 @@ class ForkServer:
 
     # -- children ------------------------------------------------------------------------
     def spawn(self, req: dict[str, Any], tm: TaskModule | None) -> None:
-        limits = Limits(**req.get("limits", {}))
         code = req.get("code", "")
-        workdir = Path(tempfile.mkdtemp(prefix="c-", dir=self.work_root))
-        isolation.prepare_dir(workdir)
-        isolation.prepare_dir(workdir / "tmp")
         ext = isolation.prepare_dir(
             self.cache / "torch_extensions" / hashlib.sha256(code.encode()).hexdigest()[:20])
         if needs_build(code):
             isolation.clear_stale_build_locks(ext)
+        pid, fds, workdir, _ = self.fork_child(req, tm, ext)
+        self.adopt(req, pid, os.pidfd_open(pid), fds, workdir)
+
+    def fork_child(self, req: dict[str, Any], tm: TaskModule | None, ext: Path | None,
+                   ) -> tuple[int, dict[str, int], Path, int]:
+        """Fork an isolated child for ``req``; ``ext`` None makes a spare (its extension
+        directory private, inside its work directory). Returns its pid, the read ends of its
+        output and result pipes, its work directory and the spare's hand-over pipe (or -1)."""
+        workdir = Path(tempfile.mkdtemp(prefix="c-", dir=self.work_root))
+        isolation.prepare_dir(workdir)
+        isolation.prepare_dir(workdir / "tmp")
+        spare = ext is None
+        ext = isolation.prepare_dir(workdir / ".extensions") if ext is None else ext
         writable = [ext, *self.shared_caches]
         out_r, out_w = os.pipe()
         res_r, res_w = os.pipe()
+        go_r, go_w = os.pipe() if spare else (-1, -1)
         pid_ns = self.pid_ns_ok and isolation.enter_pid_namespace()
         try:
             pid = os.fork()
         except OSError:
             if pid_ns:
                 isolation.leave_pid_namespace(self.own_pid_ns)
-            for fd in (out_r, out_w, res_r, res_w):
-                os.close(fd)
+            for fd in (out_r, out_w, res_r, res_w, go_r, go_w):
+                if fd >= 0:
+                    os.close(fd)
             raise
         if pid == 0:
-            self.child(req, tm, workdir, writable, ext, out_w, res_w, pid_ns)  # never returns
+            self.child(req, tm, workdir, writable, ext, out_w, res_w, pid_ns, go_r)  # never returns
         if pid_ns:
             isolation.leave_pid_namespace(self.own_pid_ns)
-        os.close(out_w)
-        os.close(res_w)
-        budget = limits.timeout_s + (limits.compile_timeout_s if needs_build(code) else 0.0)
+        for fd in (out_w, res_w, go_r):
+            if fd >= 0:
+                os.close(fd)
+        return pid, {"out": out_r, "res": res_r}, workdir, go_w
+
+    def adopt(self, req: dict[str, Any], pid: int, pidfd: int, fds: dict[str, int],
+              workdir: Path) -> None:
+        """Watch a child that now runs ``req``: its pipes, its exit and its deadline."""
+        limits = Limits(**req.get("limits", {}))
+        budget = limits.timeout_s + (limits.compile_timeout_s if needs_build(req.get("code", "")) else 0.0)
         now = time.monotonic()
-        child = Child(req.get("id"), pid, os.pidfd_open(pid), {"out": out_r, "res": res_r},
-                       workdir, now, now + budget, limits.output_bytes, flood_limit(limits))
+        child = Child(req.get("id"), pid, pidfd, fds, workdir, now, now + budget,
+                      limits.output_bytes, flood_limit(limits))
         self.children[pid] = child
         for kind, fd in child.fds.items():
             os.set_blocking(fd, False)
@@ -229,14 +223,19 @@ class ForkServer:
         self.sel.register(child.pidfd, selectors.EVENT_READ, ("exit", pid))
 
     def child(self, req: dict[str, Any], tm: TaskModule | None, workdir: Path,
-              writable: list[Path], ext: Path, out_w: int, res_w: int, pid_ns: bool) -> None:
+              writable: list[Path], ext: Path, out_w: int, res_w: int, pid_ns: bool,
+              go: int = -1) -> None:
         code = 70
         try:
+            if go >= 0:  # a spare: keep the hand-over pipe, out of the way of the dup2s below
+                go = fcntl.fcntl(go, fcntl.F_DUPFD, 64)
             os.dup2(out_w, 1)
             os.dup2(out_w, 2)
             os.dup2(res_w, 3)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # never the server's request pipe
-            os.closerange(4, 1 << 16)
+            if go >= 0:
+                os.dup2(go, GO_FD)
+            os.closerange(GO_FD + 1 if go >= 0 else GO_FD, 1 << 16)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
             for stream in (sys.stdout, sys.stderr):
@@ -257,9 +256,18 @@ class ForkServer:
                 limits = limits.model_copy(update={"fsize_mb": max(limits.fsize_mb, BUILD_FSIZE_MB)})
             info = isolation.isolate(workdir, writable, limits, pid_ns=pid_ns,
                                      exposures=self.exposures)
-            self.child_environment(workdir, ext, limits)
+            child_environment(workdir, ext, limits, self.shared_caches)
             isolation.drop_privileges(info)
+            if go >= 0:
+                info["child"] = "spare: isolated, evaluator loaded, then given its candidate"
             emit({"event": "isolation", "isolation": info})
+            preloaded = None
+            if go >= 0:  # a spare: the evaluator now, then wait for the candidate
+                preloaded = preload_evaluator(req, workdir)
+                handed = await_request(workdir)
+                if handed is None:  # discarded unused
+                    os._exit(0)
+                req = handed
             if req.get("probe"):
                 emit({"event": "result", "result": {"probe": True}})
             else:
@@ -270,7 +278,8 @@ class ForkServer:
                               "result": arch.run_architecture(req, workdir, emit)})
                     elif tm is None:  # a program task: the user's evaluator, no task module
                         reseed_numpy()
-                        emit({"event": "result", "result": run_program(req, workdir, emit)})
+                        emit({"event": "result",
+                              "result": run_program(req, workdir, emit, preloaded)})
                     else:
                         emit({"event": "result",
                               "result": torch_side()[0].run_cascade(req, tm, workdir, emit)})
@@ -289,23 +298,6 @@ class ForkServer:
                 with contextlib.suppress(Exception):  # the pipe may be gone; exiting matters
                     stream.flush()
             os._exit(code)
-
-    def child_environment(self, workdir: Path, ext: Path, limits: Limits) -> None:
-        keep = {k: v for k, v in os.environ.items()
-                if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
-        os.environ.clear()
-        os.environ.update(keep)
-        os.environ.update({
-            "HOME": str(workdir), "TMPDIR": str(workdir / "tmp"),
-            "XDG_CACHE_HOME": str(workdir / ".cache"), "PYTHONDONTWRITEBYTECODE": "1",
-            "TORCH_EXTENSIONS_DIR": str(ext), "MAX_JOBS": "1",
-            "TORCHINDUCTOR_CACHE_DIR": str(self.shared_caches[0]),
-            "TORCHINDUCTOR_COMPILE_THREADS": "1",
-            "TRITON_CACHE_DIR": str(self.shared_caches[1]),
-            "OMP_NUM_THREADS": str(limits.threads),
-        })  # fmt: skip
-        tempfile.tempdir = None  # the server cached /tmp, which is read-only in here
-        sys.dont_write_bytecode = True
 
     def read_pipe(self, child: Child, kind: str) -> bool:
         """Read one chunk; False when nothing more is available right now (or at EOF)."""

@@ -185,6 +185,15 @@ def _load_evaluator(spec: dict[str, Any], workdir: Path) -> types.ModuleType:
     return module
 
 
+def preload_evaluator(req: dict[str, Any], workdir: Path) -> types.ModuleType | TaskError:
+    """A spare child's evaluator, loaded before its candidate arrives; a broken evaluator's
+    error is kept and raised where a fresh child would raise it."""
+    try:
+        return _load_evaluator(req["task"], workdir)
+    except TaskError as exc:
+        return exc
+
+
 def _stages(module: types.ModuleType, settings: dict[str, Any]) -> list[tuple[str, Any]]:
     if settings.get("cascade", True) and callable(getattr(module, "evaluate_stage1", None)):
         # Unlike OpenEvolve, a cascade without evaluate_stage2 goes on to evaluate().
@@ -234,11 +243,12 @@ def _final_score(outcome: Outcome, settings: dict[str, Any], flags: list[str]) -
     return score
 
 
-def run_program(req: dict[str, Any], workdir: Path, emit: Emit) -> dict[str, Any]:
+def run_program(req: dict[str, Any], workdir: Path, emit: Emit,
+                preloaded: types.ModuleType | TaskError | None = None) -> dict[str, Any]:
     """Evaluate ``req["code"]`` against a program task; the dict is the harness's result.
 
     Raises ``TaskError`` when the task's evaluator cannot be loaded; candidate failures are
-    data.
+    data. ``preloaded``: the evaluator a spare child loaded already (``preload_evaluator``).
     """
     limits = Limits(**req.get("limits", {}))
     spec: dict[str, Any] = req["task"]
@@ -276,7 +286,9 @@ def run_program(req: dict[str, Any], workdir: Path, emit: Emit) -> dict[str, Any
                 raise _Failure(Status.COMPILE_ERROR, "compile",
                                f"the program does not compile: {exc}") from None
         stage("load_evaluator")
-        module = _load_evaluator(spec, workdir)
+        if isinstance(preloaded, TaskError):
+            raise preloaded
+        module = preloaded or _load_evaluator(spec, workdir)
         stages = _stages(module, settings)
         thresholds = list(settings.get("cascade_thresholds") or DEFAULT_THRESHOLDS)
         for i, (name, fn) in enumerate(stages):
