@@ -51,8 +51,9 @@ _dumps = json.dumps
 
 
 class ForkServer(SpareKeeper):
-    def __init__(self, cache_dir: Path, *, lean: bool = False) -> None:
+    def __init__(self, cache_dir: Path, *, lean: bool = False, spares: bool = True) -> None:
         self.lean = lean
+        self.spares = spares
         self.cache = isolation.prepare_dir(cache_dir)
         self.shared_caches = [
             isolation.prepare_dir(cache_dir / "inductor"),
@@ -146,7 +147,7 @@ class ForkServer(SpareKeeper):
                 self.spawn(req, tm)
         except OSError as exc:
             self.send({"id": rid, "sandbox_error": f"could not start the sandbox child: {exc}"})
-        if key is not None and self.spare is None:
+        if key is not None and self.spare is None and self.spares:
             with contextlib.suppress(OSError):  # no spare: the next request forks afresh
                 self.make_spare(req, key)
 
@@ -368,9 +369,10 @@ class ForkServer(SpareKeeper):
             shutil.rmtree(child.workdir, ignore_errors=True)
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--lean"]
+    flags = {"--lean", "--no-spares"}
+    args = [a for a in sys.argv[1:] if a not in flags]
     cache = Path(args[0]) if args else Path(tempfile.gettempdir()) / "daedalus"
-    ForkServer(cache, lean="--lean" in sys.argv[1:]).serve()
+    ForkServer(cache, lean="--lean" in sys.argv[1:], spares="--no-spares" not in sys.argv[1:]).serve()
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown of torch and dynamo: seconds, for nothing
 

@@ -47,14 +47,14 @@ class _Pending:
 class _Server:
     """One running fork server process and the thread reading its answers."""
 
-    def __init__(self, cache_dir: Path, *, lean: bool = False) -> None:
+    def __init__(self, cache_dir: Path, *, lean: bool = False, spares: bool = True) -> None:
         env = {k: v for k, v in os.environ.items()
                if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
         env.update(WORKER_ENV)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daedalus.sandbox.forkserver", str(cache_dir),
-             *(["--lean"] if lean else [])],
+             *(["--lean"] if lean else []), *([] if spares else ["--no-spares"])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
             start_new_session=True,  # Ctrl-C in the terminal is the agent's to handle
         )  # fmt: skip
@@ -148,11 +148,14 @@ class ProcessSandbox:
 
     name = "process"
 
-    def __init__(self, cache_dir: Path | str | None = None, *, lean: bool = False) -> None:
+    def __init__(self, cache_dir: Path | str | None = None, *, lean: bool = False,
+                 spares: bool = True) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         # Lean: the fork server starts without torch (program tasks), importing it only if a
-        # kernel or architecture candidate arrives.
+        # kernel or architecture candidate arrives. Spares: program candidates start in a
+        # child prepared ahead (sandbox/spare.py); off only to measure what they save.
         self.lean = lean
+        self.spares = spares
         self._server: _Server | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -167,7 +170,7 @@ class ProcessSandbox:
                 if self._server is not None:
                     self._server.stop()
                     self.restarts += 1
-                self._server = _Server(self.cache_dir, lean=self.lean)
+                self._server = _Server(self.cache_dir, lean=self.lean, spares=self.spares)
             server = self._server
         server.wait_ready()
         return server

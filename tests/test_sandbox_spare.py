@@ -129,3 +129,12 @@ def test_a_hostile_candidate_in_a_spare_is_contained_and_the_next_one_runs(tmp_p
         assert stuck.duration_s < 10  # the deadline counts from the hand-over
         after = ev.evaluate(task, program("0.7"))
         assert after.status is Status.OK and after.score == 0.7
+
+
+def test_spares_can_be_turned_off(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    with Evaluator(limits=Limits(timeout_s=10.0), lean=True, spares=False) as ev:
+        results = [ev.evaluate(task, program(f"0.{i}")) for i in range(1, 4)]
+        assert [r.score for r in results] == [0.1, 0.2, 0.3]
+        assert all("child" not in r.isolation for r in results)
+        assert wait_for(lambda: server_children(ev) == [])  # nothing prepared, nothing waiting

@@ -132,6 +132,7 @@ class Bench:
                     eval_ms = round(1000 * (median(state.eval_seconds) or 0))
                 out[tool].append({
                     "returncode": run.returncode, "wall_s": run.wall_s, "per_iteration_s": run.wall_s / n_iter,
+                    "cpu_s": run.cpu_s, "cpu_per_iteration_s": run.cpu_s / n_iter,
                     "steady_s": (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None,
                     "startup_s": times[0] - start if times else None, "peak_pss_mb": run.peak_pss_mb,
                     "kept": state.kept, "valid": state.valid, "best": state.best, "eval_ms": eval_ms,
@@ -236,6 +237,7 @@ def tables(results: dict[str, object], args: argparse.Namespace) -> str:
             ["wall time per iteration, incl. start-up (median)", *(fmt(median(col(t, "per_iteration_s")), " s") for t in TOOLS)],
             ["steady-state time per iteration (median)", *(fmt(median(col(t, "steady_s")), " s") for t in TOOLS)],
             ["start-up until the first LLM request (median)", *(fmt(median(col(t, "startup_s")), " s") for t in TOOLS)],
+            ["CPU time of the process tree per iteration, incl. start-up (median)", *(fmt(median(col(t, "cpu_per_iteration_s")), " s") for t in TOOLS)],
             ["evaluation time per program (median)", *(fmt(median(col(t, "eval_ms")), " ms") for t in TOOLS)],
             ["peak memory, PSS of the process tree (max)", *(fmt(max(col(t, "peak_pss_mb"), default=None), " MB", 4) for t in TOOLS)],
             [f"candidates kept of {args.iterations} (valid)", *(" / ".join(f"{r['kept']} ({r['valid']})" for r in perf[t]) for t in TOOLS)],

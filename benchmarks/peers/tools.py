@@ -4,13 +4,15 @@ Both get the same task directory (the shipped function_minimization with the ben
 evaluator wrapper) and the same config.yaml (only the model name differs, so the stub can
 tell the runs apart). A watcher samples the run's whole process tree every 0.2 s: the sum
 of PSS (proportional set size, so pages shared after fork are not counted twice) gives
-peak memory, and the set of processes seen tells which ones outlived the run.
+peak memory, and the set of processes seen tells which ones outlived the run. CPU time is
+the tree's user + system time (``RUSAGE_CHILDREN``: every process its parent waited for).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -62,6 +64,7 @@ class Run:
     workdir: Path
     returncode: int | None = None
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # user + system time of the whole process tree (every waited-for child)
     peak_pss_mb: float = 0.0
     leftovers: list[str] = field(default_factory=list)  # processes alive after the run
     log: Path | None = None
@@ -155,6 +158,7 @@ def execute(run: Run, command: list[str], *, timeout_s: float = 900.0, cwd: Path
     seen: dict[int, str] = {}
     peak = 0
     with run.log.open("ab") as log:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         proc = subprocess.Popen(command, cwd=cwd or run.workdir, stdout=log, stderr=subprocess.STDOUT,
                                 env=environment(), start_new_session=True)
@@ -181,6 +185,8 @@ def execute(run: Run, command: list[str], *, timeout_s: float = 900.0, cwd: Path
             run.returncode = proc.wait()
             run.killed = True
         run.wall_s = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run.cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         done.set()
         watcher.join()
     time.sleep(3.0)  # let orderly shutdowns finish before calling anything a leftover
