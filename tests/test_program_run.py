@@ -157,3 +157,16 @@ def test_lookahead_proposes_while_the_evaluation_runs(tmp_path: Path) -> None:
         counts[lookahead] = _overlapped(_candidates(cwd))
     assert counts["0"] == 0
     assert counts["1"] >= 2, counts
+
+
+def test_builtin_run_stops_when_no_parent_has_anything_to_tune(tmp_path: Path) -> None:
+    # No numeric literal inside the EVOLVE-BLOCK: the built-in proposer can never change it.
+    task = _task(tmp_path)
+    (task / "initial_program.py").write_text(INITIAL.replace("scale=1.0", "scale=True")
+                                             .replace("0.25 * scale", "scale / (scale + scale)"))
+    out = _run(["run", str(task), "--iterations", "5", "--workers", "1", "--json"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["iterations"] == 0
+    assert "no new rewrite" in summary["stop_reason"]
+    assert [r.mode for r in _candidates(tmp_path)] == ["seed"]  # nothing empty was archived

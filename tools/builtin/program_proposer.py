@@ -82,12 +82,14 @@ class ProgramProposer:
 
     def _mutate(self, base: ArchiveEntry, rng: random.Random, seen: set[str], *,
                 explore: bool, note: str) -> Proposal:
+        literals = True
         for _ in range(_ATTEMPTS):
             count = rng.randint(2, 4) if explore else 1
             steps = M.LARGE_STEPS if explore else M.SMALL_STEPS
             made = M.mutate(base.code, rng, count=count, steps=steps,
                             prefer=None if explore else self._good)
             if made is None:
+                literals = False  # nothing to vary in this parent, ever
                 break
             code, mutations = made
             if _key(code) in seen:
@@ -97,7 +99,10 @@ class ProgramProposer:
             return Proposal(code=code, raw=code, meta={"moves": json.dumps(moves)},
                             description=f"{note}{'explore' if explore else 'tune'}: {text} "
                                         f"(from {base.candidate_id})")  # fmt: skip
-        return Proposal(code="", meta={"mode": "tune"}, error=(
+        # No literals at all: this parent is done for good (the planner stops offering it and
+        # nothing is archived). Only repeats drawn this time: an error, as the draw may differ.
+        meta = {"mode": "tune"} if literals else {"mode": "tune", "exhausted": "true"}
+        return Proposal(code="", meta=meta, error=(
             f"the built-in proposer has nothing new to try on {base.candidate_id}: it tunes "
             "numeric literals inside the EVOLVE-BLOCKs and there are none left to vary; use "
             "an LLM proposer (--proposer llm) to change the algorithm"))
