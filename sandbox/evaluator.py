@@ -79,8 +79,9 @@ class Evaluator:
         artifacts: dict[str, Any] = {"code_hash": normalized_hash(code)}
         check = (check_candidate if task.kind in ("kernel", "architecture")
                  else policy_for(task.source, task.settings))
-        checked = limits.policy and check is not None
+        checked = False
         if limits.policy and check is not None:
+            checked = True
             violations = check(code)
             if violations:
                 syntax = violations[0].rule == "syntax"

@@ -38,7 +38,7 @@ class Spare:
     pid: int
     pidfd: int
     fds: dict[str, int]  # "out" / "res" read ends, not watched until the hand-over
-    go: int  # write end of the hand-over pipe
+    go: int  # write end of the hand-over pipe; -1 once closed
     workdir: Path
 
 
@@ -71,13 +71,15 @@ def hand_over(spare: Spare, req: dict[str, Any]) -> bool:
         return False
     finally:
         os.close(spare.go)
+        spare.go = -1
 
 
 def discard(spare: Spare) -> None:
     """Kill an unused spare (PID 1 of its namespace: everything it started dies with it);
     the caller reaps it through ``spare.pidfd``."""
-    with suppress(OSError):
+    if spare.go >= 0:
         os.close(spare.go)
+        spare.go = -1
     for fd in spare.fds.values():
         os.close(fd)
     with suppress(ProcessLookupError, PermissionError):
@@ -122,13 +124,12 @@ class SpareKeeper:
         spare = self.spare
         if spare is None:
             return False
-        self.spare = None
-        if key != spare.key or not hand_over(spare, req):
-            self.spare = spare
-            self.drop_spare()
-            return False
-        self.adopt(req, spare.pid, spare.pidfd, spare.fds, spare.workdir)
-        return True
+        if key == spare.key and hand_over(spare, req):
+            self.spare = None
+            self.adopt(req, spare.pid, spare.pidfd, spare.fds, spare.workdir)
+            return True
+        self.drop_spare()
+        return False
 
     def drop_spare(self) -> None:
         spare, self.spare = self.spare, None

@@ -4,10 +4,12 @@ cannot serve falls back to a freshly forked child, and nothing is left behind.""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,10 +62,14 @@ def _state(pid: int) -> str | None:
         return None
 
 
-def wait_for(predicate: object, timeout: float = 5.0) -> bool:
+def _gone(pid: int) -> bool:
+    return _state(pid) in ("Z", None)  # a zombie or reaped
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(0.02)
     return False
@@ -101,7 +107,7 @@ def test_other_limits_or_a_dead_spare_get_a_fresh_child(tmp_path: Path) -> None:
         assert wait_for(lambda: len(server_children(ev)) == 1)
         for pid in server_children(ev):
             os.kill(pid, signal.SIGKILL)  # the waiting spare dies before its hand-over
-            assert wait_for(lambda pid=pid: _state(pid) in ("Z", None))
+            assert wait_for(functools.partial(_gone, pid))
         survived = ev.evaluate(task, program("0.4"), limits=Limits(timeout_s=9.0))
         assert survived.status is Status.OK and survived.score == 0.4
         assert "child" not in survived.isolation
