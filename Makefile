@@ -8,6 +8,11 @@ SOURCES := $(shell find agent tools sandbox archive tasks prompts daedalus_pkg -
 STAMP := $(VENV)/.stamp-$(shell echo "$(SOURCES)" | cat - pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 RUN_TASK ?= swish_scale
 RUN_ARGS ?= --iterations 60 --time-limit 150 --compile-timeout 90
+# An editable install leaves Daedalus's own modules without bytecode, and environments that
+# set PYTHONDONTWRITEBYTECODE never write it: every start would compile ~150 modules again
+# (0.3 s of CPU, in the agent and in the fork server). compileall skips what is up to date.
+PACKAGES := agent tools sandbox archive tasks prompts daedalus_pkg
+BYTECODE = $(BIN)/python -m compileall -q $(PACKAGES) >/dev/null
 
 .PHONY: run test install lint typecheck bench clean
 
@@ -21,9 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: install
+	@$(BYTECODE)
 	$(BIN)/daedalus run $(RUN_TASK) $(RUN_ARGS)
 
 test: install
+	@$(BYTECODE)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/python -m pytest -q -rs --durations=20
@@ -37,6 +44,7 @@ typecheck: install
 	$(BIN)/mypy .
 
 bench: install
+	@$(BYTECODE)
 	$(BIN)/python -m benchmarks
 
 clean:

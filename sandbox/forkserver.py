@@ -35,7 +35,7 @@ from daedalus.sandbox.backends import fingerprints
 from daedalus.sandbox.backends.detect import cuda_problem
 from daedalus.sandbox.child_setup import child_environment, reseed_numpy, torch_side, warm_numpy
 from daedalus.sandbox.children import Child, write_all
-from daedalus.sandbox.program_harness import preload_evaluator, run_program
+from daedalus.sandbox.program_harness import preload_evaluator, prepare_evaluator, run_program
 from daedalus.sandbox.protocol import flood_limit
 from daedalus.sandbox.result import Limits
 from daedalus.sandbox.spare import GO_FD, SpareKeeper, await_request, spare_key
@@ -141,6 +141,8 @@ class ForkServer(SpareKeeper):
             except TaskError as exc:
                 self.send({"id": rid, "task_error": str(exc)})
                 return
+        if not req.get("probe") and req["task"].get("kind") == "program":
+            prepare_evaluator(req["task"])  # compiled once here, not in every child
         key = spare_key(req)
         try:
             if not self.use_spare(req, key):

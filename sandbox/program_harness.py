@@ -131,27 +131,68 @@ def stage_score(metrics: dict[str, float], booleans: set[str]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _install_openevolve_shim() -> None:
+@dataclass
+class EvaluationResult:
+    """OpenEvolve's ``EvaluationResult``, for evaluators that import it where OpenEvolve is
+    not installed (defined once here: the fork server's children inherit it)."""
+
+    metrics: dict[str, Any]
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, metrics: dict[str, Any]) -> EvaluationResult:
+        return cls(metrics=metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.metrics
+
+    def has_artifacts(self) -> bool:
+        return bool(self.artifacts)
+
+
+# Filled by the fork server before it forks (``prepare_evaluator``), inherited by children.
+_openevolve_installed: bool | None = None
+_compiled: dict[tuple[str, str], types.CodeType] = {}
+_COMPILED_MAX = 8
+
+
+def _evaluator_file(spec: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(file name, path shown in messages and tracebacks, source sent with the task)."""
+    name = spec.get("settings", {}).get("evaluator_file", "evaluator.py")
+    source = spec.get("files", {}).get(name)
+    return name, f"{spec.get('path', '')}/{name}", source if isinstance(source, str) else None
+
+
+def prepare_evaluator(spec: dict[str, Any]) -> None:
+    """In the fork server, before forking: compile the task's evaluator once, so each child
+    runs the compiled code instead of parsing the file again, and look for OpenEvolve once.
+    Compiling runs none of the evaluator's code; a file that does not compile is left to
+    the child, which reports it exactly as before."""
+    global _openevolve_installed
+    if _openevolve_installed is None:
+        _openevolve_installed = importlib.util.find_spec("openevolve") is not None
+    name, where, source = _evaluator_file(spec)
+    if source is None or (name, source) in _compiled:
+        return
+    try:
+        code = compile(source, where, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return
+    while len(_compiled) >= _COMPILED_MAX:
+        _compiled.pop(next(iter(_compiled)))
+    _compiled[(name, source)] = code
+
+
+def _install_openevolve_shim(taskdir: Path) -> None:
     """Evaluators written for OpenEvolve import its EvaluationResult; provide one when
     OpenEvolve is not installed, so such evaluators run unchanged."""
-    if "openevolve" in sys.modules or importlib.util.find_spec("openevolve") is not None:
+    if "openevolve" in sys.modules:
         return
-
-    @dataclass
-    class EvaluationResult:
-        metrics: dict[str, Any]
-        artifacts: dict[str, Any] = field(default_factory=dict)
-
-        @classmethod
-        def from_dict(cls, metrics: dict[str, Any]) -> EvaluationResult:
-            return cls(metrics=metrics)
-
-        def to_dict(self) -> dict[str, Any]:
-            return self.metrics
-
-        def has_artifacts(self) -> bool:
-            return bool(self.artifacts)
-
+    installed = _openevolve_installed
+    if installed is None:
+        installed = importlib.util.find_spec("openevolve") is not None
+    if installed or (taskdir / "openevolve.py").exists() or (taskdir / "openevolve").is_dir():
+        return
     package = types.ModuleType("openevolve")
     package.__path__ = []
     module = types.ModuleType("openevolve.evaluation_result")
@@ -162,23 +203,25 @@ def _install_openevolve_shim() -> None:
 
 
 def _load_evaluator(spec: dict[str, Any], workdir: Path) -> types.ModuleType:
-    settings = spec.get("settings", {})
     taskdir = workdir / "task"
     taskdir.mkdir(exist_ok=True)
-    for name, text in spec.get("files", {}).items():
-        if Path(name).name == name and not name.startswith("."):
-            (taskdir / name).write_text(text, encoding="utf-8")
-    name = settings.get("evaluator_file", "evaluator.py")
-    where = f"{spec.get('path', '')}/{name}"
+    for file, text in spec.get("files", {}).items():
+        if Path(file).name == file and not file.startswith("."):
+            (taskdir / file).write_text(text, encoding="utf-8")
+    name, where, source = _evaluator_file(spec)
     sys.path.insert(0, str(taskdir))  # as OpenEvolve does: the evaluator's own helpers
-    _install_openevolve_shim()
+    _install_openevolve_shim(taskdir)
     loader_spec = importlib.util.spec_from_file_location("evaluation_module", taskdir / name)
     if loader_spec is None or loader_spec.loader is None:
         raise TaskError(f"{where}: cannot be loaded as a Python module; check the file")
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules["evaluation_module"] = module
     try:
-        loader_spec.loader.exec_module(module)
+        if source is None:  # not sent with the task: the loader reports what is wrong
+            loader_spec.loader.exec_module(module)
+        else:  # what exec_module does, with the code the fork server compiled if it could
+            code = _compiled.get((name, source)) or compile(source, where, "exec", dont_inherit=True)
+            exec(code, module.__dict__)
     except BaseException as exc:
         raise TaskError(f"{where}: importing the evaluator raised {type(exc).__name__}: {exc}; "
                         "fix the evaluator (or install what it imports)") from None

@@ -131,6 +131,30 @@ def test_a_broken_evaluator_is_the_tasks_fault(evaluator: Evaluator, tmp_path: P
         evaluator.evaluate(task, program("return 1.0"))
 
 
+def test_evaluator_compiled_once_in_the_server_behaves_like_an_import(evaluator: Evaluator, tmp_path: Path) -> None:
+    """The fork server compiles the evaluator before forking (children exec that code):
+    its errors still name the user's file, every child gets the code afresh, and a task
+    that ships its own ``openevolve.py`` gets it, not the built-in shim."""
+    (tmp_path / "a").mkdir()
+    raising = EVALUATOR.replace("value = _load(program_path).run()",
+                                "value = _load(program_path).run()\n    assert value < 5, 'too big'")
+    task = make_task(tmp_path / "a", evaluator=raising)
+    failed = evaluator.evaluate(task, program("return 9.0"))
+    assert failed.status is Status.RUNTIME_ERROR and "too big" in (failed.error or "")
+    assert f"{task.path}/evaluator.py" in (failed.error or "")
+    again = evaluator.evaluate(task, program("return 2.0"))  # the same compiled code, a new child
+    assert again.status is Status.OK and again.score == 2.0
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "openevolve.py").write_text("EvaluationResult = 'the task author own'\n")
+    own = make_task(tmp_path / "b", evaluator=EVALUATOR.replace(
+        "return {\"combined_score\": value,",
+        "import openevolve\n    return {\"which\": openevolve.EvaluationResult, \"combined_score\": value,"))
+    result = evaluator.evaluate(own, program("return 1.0"))
+    assert result.status is Status.OK, result.error
+    assert "the task author own" in str(result.artifacts)
+
+
 def test_policy_rejects_before_anything_runs(evaluator: Evaluator, tmp_path: Path) -> None:
     task = make_task(tmp_path)
     result = evaluator.evaluate(task, program("import os\nos._exit(0)"), limits=Limits(timeout_s=4.0))

@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -63,6 +64,7 @@ from benchmarks.peers.tools import (  # noqa: E402
 )  # fmt: skip
 from tests.stub_llm import StubLLM  # noqa: E402
 
+PACKAGES = ("agent", "tools", "sandbox", "archive", "tasks", "prompts", "daedalus_pkg")
 TOOLS = {"openevolve": "OpenEvolve 0.4.0", "daedalus": "Daedalus"}
 HOSTILE_TOOLS = {"openevolve": "OpenEvolve 0.4.0", "sandbox": "Daedalus, sandbox only (policy off)",
                  "daedalus": "Daedalus as shipped (policy + sandbox)"}  # fmt: skip
@@ -281,6 +283,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown hostile programs {sorted(unknown)}; choose from {', '.join(HOSTILE)}")
     version = openevolve_env.ensure()
+    # OpenEvolve's pip install compiled its bytecode; Daedalus's editable install did not, and
+    # this machine sets PYTHONDONTWRITEBYTECODE: compile it too (as `make run` does).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *PACKAGES], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
     work = args.work / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True)
     listener = Listener()
