@@ -111,6 +111,8 @@ def extract_code(reply: str, *, prefer: str | None = "ModelNew") -> str | None:
         b for b in code_blocks(text)
         if b.language in _PY_LANGS and b.code.strip() and not _EDIT_MARKER.search(b.code)
     ]
+    if len(blocks) == 1:  # whatever the rules below weigh, a lone block is the answer
+        return blocks[0].code
     if blocks:
         if prefer:
             defining = [b for b in blocks if _defines(b.code, prefer)]
