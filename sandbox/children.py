@@ -40,6 +40,7 @@ class Child:
     timed_out: bool = False
     flooded: bool = False
     reported: bool = False  # the final result event may have arrived (checked in answer)
+    closing: bool = False  # killed because the sandbox closed, not for anything it did
 
     def add_output(self, data: bytes) -> bool:
         """Keep the head and the tail of stdout+stderr; True once past the flood limit."""
@@ -90,4 +91,7 @@ class Child:
         if dropped > 0:
             logs += f"\n[... {dropped} bytes of output dropped ...]\n"
         msg["logs"] = logs + self.tail.decode(errors="replace")
+        if self.closing and msg["result"] is None:  # no verdict on the candidate: say why
+            msg["sandbox_error"] = ("the sandbox was closed while this candidate ran, so it was "
+                                    "stopped, not judged")
         return msg

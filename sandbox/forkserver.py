@@ -120,6 +120,7 @@ class ForkServer(SpareKeeper):
             self.stdin_open = False
             self.sel.unregister(0)
             for child in self.children.values():
+                child.closing = True
                 self.kill(child)
             self.drop_spare()
             return

@@ -38,6 +38,10 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path(tempfile.gettempdir()) / "daedalus-sandbox-cache"
 
 
+class SandboxClosed(RuntimeError):
+    """A request reached a sandbox that has been closed (it starts no new fork server)."""
+
+
 class _Pending:
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -160,12 +164,18 @@ class ProcessSandbox:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.restarts = 0
+        self._closed = False
+        self._fingerprints: dict[str, dict[str, str]] = {}
 
     def start(self) -> None:
+        self._closed = False  # a closed sandbox may be started again
         self._current()
 
     def _current(self) -> _Server:
         with self._lock:
+            if self._closed:
+                raise SandboxClosed("the sandbox was closed before this candidate finished; "
+                                    "start it again to evaluate more")
             if self._server is None or self._server.dead:
                 if self._server is not None:
                     self._server.stop()
@@ -188,7 +198,10 @@ class ProcessSandbox:
         return self._server.proc.pid if self._server is not None else None
 
     def fingerprint(self, backend: str) -> dict[str, str]:
-        return dict(self._current().fingerprints.get(backend, {}))
+        if self._closed:  # the last server's answer: closing starts no new one
+            return dict(self._fingerprints.get(backend, {}))
+        self._fingerprints = self._current().fingerprints
+        return dict(self._fingerprints.get(backend, {}))
 
     def run(self, request: dict[str, Any], limits: Limits) -> SandboxRun:
         wait = limits.timeout_s + ANSWER_GRACE_S
@@ -196,7 +209,10 @@ class ProcessSandbox:
             wait += limits.compile_timeout_s
         lost = ""
         for _attempt in range(2):
-            server = self._current()
+            try:
+                server = self._current()
+            except SandboxClosed as exc:  # closed while this request waited: no new server
+                return SandboxRun(result=None, sandbox_error=str(exc))
             rid = next(self._ids)
             pending = server.submit(rid, request)
             if not pending.event.wait(wait):
@@ -212,6 +228,7 @@ class ProcessSandbox:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             server, self._server = self._server, None
         if server is not None:
             server.stop()

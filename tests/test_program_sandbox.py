@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from daedalus.sandbox import Evaluator, Limits, Status
+from daedalus.sandbox import EvaluationResult, Evaluator, Limits, Status
 from daedalus.tasks import Task, TaskError, load_task
 from daedalus.tools.builtin import reference_as_candidate
 
@@ -153,6 +155,32 @@ def test_evaluator_compiled_once_in_the_server_behaves_like_an_import(evaluator:
     result = evaluator.evaluate(own, program("return 1.0"))
     assert result.status is Status.OK, result.error
     assert "the task author own" in str(result.artifacts)
+
+
+def test_closing_the_sandbox_mid_evaluation_starts_no_new_server(tmp_path: Path) -> None:
+    """An evaluation still waiting when its sandbox closes (a run interrupted with work in
+    flight) gets an error, not a retry on a fork server started after the close."""
+    task = make_task(tmp_path)
+    ev = Evaluator(limits=Limits(timeout_s=20.0, policy=False), lean=True).__enter__()
+    results: list[object] = []
+    worker = threading.Thread(target=lambda: results.append(ev.evaluate(task, program(
+        "import time\ntime.sleep(10)\nreturn 1.0"))))
+    worker.start()
+    time.sleep(1.0)  # the candidate is running
+    first = ev.sandbox.server_pid  # type: ignore[attr-defined]
+    ev.close()
+    worker.join(timeout=15)
+    assert not worker.is_alive()
+    result = results[0]
+    assert isinstance(result, EvaluationResult) and not result.ok
+    assert "closed" in (result.error or "")
+    assert ev.sandbox.server_pid is None and first is not None  # type: ignore[attr-defined]
+    ev.__enter__()  # and it can be started again
+    try:
+        again = ev.evaluate(task, program("return 2.0"))
+        assert again.status is Status.OK and again.score == 2.0
+    finally:
+        ev.close()
 
 
 def test_policy_rejects_before_anything_runs(evaluator: Evaluator, tmp_path: Path) -> None:
