@@ -19,6 +19,7 @@ from daedalus.agent import memory, planning, security
 from daedalus.agent.action import EvaluateFn, EvaluationPool, Finished
 from daedalus.agent.config import RunConfig
 from daedalus.agent.recording import record_rejection, record_result
+from daedalus.agent.reflection import BackgroundAnalyst
 from daedalus.agent.selection import Refreshing, Selector, candidate_by_id
 from daedalus.archive import store
 from daedalus.tools.proposer import Proposal, Proposer
@@ -71,6 +72,7 @@ class RunContext:
         self.sandbox = sandbox
         self.pool = EvaluationPool(evaluate, workers=config.workers, lookahead=config.lookahead)
         self.analyst = analyst
+        self._reflection = BackgroundAnalyst()
         self.on_event = on_event or (lambda kind, data: None)
         self.stop_event = threading.Event()
         self._started = time.monotonic()
@@ -321,6 +323,7 @@ class RunContext:
         self.pool.submit(candidate_id, self.task, code, known)
 
     def record(self, *, block: bool) -> int:
+        self.report_lessons()
         finished = self.pool.harvest(block=block, timeout=1.0 if block else None)
         for item in finished:
             self._record_one(item)
@@ -349,21 +352,36 @@ class RunContext:
     # ------------------------------------------------------------------ reflect / finish
 
     def reflect(self) -> None:
+        self.report_lessons()
         with self.archive.session(readonly=True) as s:
             recent = store.recent_candidates(s, run_id=self.run_id, limit=20)
             entries = [memory.entry(c) for c in recent]
             iteration = store.run_counters(s, run_id=self.run_id).iterations
-        analyst = self.analyst or memory.statistical_lessons
-        lessons = analyst(self.task.name, entries)
+        analyst = self.analyst
+        if analyst is None:  # statistical lessons: quick, so in the loop
+            lessons = self._store_lessons(memory.statistical_lessons(self.task.name, entries), iteration)
+            if lessons:
+                self.on_event("lessons", {"lessons": lessons})
+            return
+        # An LLM call: beside the loop (agent/reflection.py), reported when it is done.
+        self._reflection.start(lambda: self._store_lessons(analyst(self.task.name, entries), iteration))
+
+    def _store_lessons(self, lessons: list[str], iteration: int) -> list[str]:
         with self.archive.session() as s, s.begin():
             for text in lessons[:3]:
                 store.add_lesson(
                     s, run_id=self.run_id, task=self.task.key, iteration=iteration, text=security.redact(text)
                 )
-        if lessons:
-            self.on_event("lessons", {"lessons": lessons[:3]})
+        return lessons[:3]
+
+    def report_lessons(self) -> None:
+        for lessons in self._reflection.drain():
+            if lessons:
+                self.on_event("lessons", {"lessons": lessons})
 
     def finish(self, reason: str) -> None:
+        self._reflection.join()  # lessons it paid for are archived before the run ends
+        self.report_lessons()
         self.stop_reason = reason
         status = "stopped" if reason == "interrupted" else "finished"
         with self.archive.session() as s, s.begin():

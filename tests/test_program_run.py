@@ -9,13 +9,15 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from daedalus.archive.db import open_archive
-from daedalus.archive.models import Candidate
+from daedalus.archive.models import Candidate, Lesson
 from tests.stub_llm import STUB_API_KEY, STUB_KEY_ENV, StubLLM
 
 DAEDALUS = [sys.executable, "-m", "daedalus.agent.cli"]
@@ -170,3 +172,49 @@ def test_builtin_run_stops_when_no_parent_has_anything_to_tune(tmp_path: Path) -
     assert summary["status"] == "finished" and summary["iterations"] == 0
     assert "no new rewrite" in summary["stop_reason"]
     assert [r.mode for r in _candidates(tmp_path)] == ["seed"]  # nothing empty was archived
+
+
+def test_the_llm_analyst_runs_beside_the_loop_and_its_lessons_are_archived(tmp_path: Path) -> None:
+    # The analyst's reply waits until three more proposals arrive: a loop that waited for
+    # the analyst (as it once did) would send none, and the reply would time out.
+    lock = threading.Lock()
+    proposals = itertools.count(1)
+    seen = {"proposals": 0}
+    during: list[int] = []
+
+    def script(request: dict[str, Any]) -> str:
+        system = json.dumps(request.get("messages", [])[:1]).lower()
+        if "analyst" in system:
+            with lock:
+                start = seen["proposals"]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and seen["proposals"] - start < 3 < 12 - start:
+                time.sleep(0.05)  # (late analyses, with fewer than 3 proposals left, answer at once)
+            with lock:
+                during.append(seen["proposals"] - start)
+            return "- LESSON-MARK larger scales scored higher."
+        n = next(proposals)
+        with lock:
+            seen["proposals"] += 1
+        return _reply(INITIAL.replace("scale=1.0", f"scale={n + 1}.0"))
+
+    with StubLLM(script) as stub:
+        task = _task(tmp_path, textwrap.dedent(f'''\
+            max_iterations: 12
+            llm:
+              api_base: "{stub.url}"
+              models:
+                - name: "stub"
+              api_key: "${{{STUB_KEY_ENV}}}"
+            evaluator:
+              parallel_evaluations: 1
+            '''))
+        (task / "daedalus.toml").write_text("[run]\nreflect_every = 4\n")
+        out = _run(["run", str(task), "--json"], tmp_path, env={STUB_KEY_ENV: STUB_API_KEY})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["iterations"] == 12
+    assert during and during[0] >= 3, during
+    archive = open_archive(f"sqlite:///{tmp_path / '.daedalus' / 'archive.db'}")
+    with archive.session() as s:  # every analysis that ran was archived before the run ended
+        texts = [lesson.text for lesson in s.scalars(select(Lesson))]
+    assert len(texts) >= len(during) and all("LESSON-MARK" in t for t in texts), texts

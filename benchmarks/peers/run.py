@@ -275,6 +275,9 @@ def main() -> None:
                         help="evaluator.parallel_evaluations for both tools (OpenEvolve worker "
                              "processes; Daedalus evaluations in flight)")
     parser.add_argument("--phases", default="perf,hostile,resume")
+    parser.add_argument("--llm-latency", type=float, default=0.0,
+                        help="seconds the stub takes per reply, as a real model would (default 0: "
+                             "at once, so the tools' own overhead is what gets measured)")
     parser.add_argument("--hostile", default=",".join(HOSTILE), help="which hostile programs")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "peers" / ".work")
     args = parser.parse_args()
@@ -290,9 +293,9 @@ def main() -> None:
     work = args.work / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True)
     listener = Listener()
-    conductor = Conductor(work, listener.port)
+    conductor = Conductor(work, listener.port, latency_s=args.llm_latency)
     results: dict[str, object] = {"openevolve": version, "iterations": args.iterations,
-                                  "parallel": args.parallel,
+                                  "parallel": args.parallel, "llm_latency_s": args.llm_latency,
                                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                                   "date": time.strftime("%Y-%m-%d"), "load_start": os.getloadavg()}
     with StubLLM(conductor) as stub:

@@ -193,8 +193,16 @@ class Conductor:
     times: dict[str, list[float]] = field(default_factory=dict)
     kill_at: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    latency_s: float = 0.0  # how long each reply takes, as a real model's would (0: at once)
 
     def __call__(self, request: dict[str, Any]) -> str:
+        try:
+            return self._answer(request)
+        finally:
+            if self.latency_s > 0:  # the stub serves each request in its own thread
+                time.sleep(self.latency_s)
+
+    def _answer(self, request: dict[str, Any]) -> str:
         system = json.dumps(request.get("messages", [])[:1]).lower()
         model = str(request.get("model", ""))
         if "analyst" in system and "lesson" in system:
