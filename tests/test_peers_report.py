@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,13 @@ def test_daedalus_archive_parser_and_tables(tmp_path: Path) -> None:
     text = tables(results, type("Args", (), {"iterations": 50})())
     assert "| wall time per iteration" in text and "50 (49)" in text and "| os_exit" in text
     assert markdown(["a", "b"], [["1", "22"]]).splitlines()[1] == "|---|----|"
+
+
+def test_stub_latency_delays_every_reply(tmp_path: Path) -> None:
+    conductor = Conductor(tmp_path, 4242, latency_s=0.3)  # --llm-latency 0.3
+    with StubLLM(conductor) as stub:
+        started = time.monotonic()
+        reply = _ask(stub.url, "bench-daedalus-perf-0")
+        took = time.monotonic() - started
+    assert "```python" in reply and took >= 0.3
+    assert conductor.times["bench-daedalus-perf-0"][0] < started + 0.3  # recorded on arrival
