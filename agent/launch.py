@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -191,12 +192,11 @@ def create_run(archive: Archive, task: Task, config: RunConfig) -> str:
         return run.id
 
 
-def _import_in_background(*, llm: bool) -> None:
+def _import_in_background(*, llm: bool) -> threading.Thread:
     """LangGraph and litellm take seconds to import (tens on a loaded machine), and the main
     thread only waits while the sandbox starts: import them meanwhile."""
     import gc
     import importlib
-    import threading
 
     def load() -> None:
         try:
@@ -214,7 +214,9 @@ def _import_in_background(*, llm: bool) -> None:
             gc.freeze()
             gc.enable()
 
-    threading.Thread(target=load, name="daedalus-imports", daemon=True).start()
+    thread = threading.Thread(target=load, name="daedalus-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def drive(

@@ -70,7 +70,7 @@ def test_builtin_run_on_each_shipped_task(tmp_path: Path, task: str) -> None:
     # Every proposal is a real design change of its parent, evaluated like the seed.
     assert all(c.code != seed.code for c in proposals if c.code)
     assert any(c.status == "ok" and c.evaluation is not None and c.evaluation.objectives
-               for c in proposals)
+               for c in proposals), [(c.status, c.evaluation and c.evaluation.error) for c in proposals]
 
 
 DESIGN = '''A small convolutional design: features from two 3x3 convolutions, then a linear head.

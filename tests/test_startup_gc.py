@@ -5,7 +5,6 @@ too (tests and other in-process callers must not be left without it)."""
 from __future__ import annotations
 
 import gc
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -39,8 +38,7 @@ def test_a_failing_run_command_turns_the_collector_back_on(collector: None) -> N
 def test_the_import_thread_freezes_the_imports_and_turns_the_collector_on(collector: None) -> None:
     gc.unfreeze()
     gc.disable()  # as run_command leaves it
-    _import_in_background(llm=False)
-    thread = next(t for t in threading.enumerate() if t.name == "daedalus-imports")
+    thread = _import_in_background(llm=False)
     thread.join(timeout=120)
     assert not thread.is_alive()
     assert gc.isenabled()
