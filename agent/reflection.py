@@ -3,7 +3,8 @@
 Every ``reflect_every`` results the analyst model distils lessons from the recent
 candidates. Called in the loop, that call stalled everything behind it: no plan, no
 proposal, no new evaluation while a real model took its seconds to answer (with a stub
-answering in 0.5 s, a tenth of a run's wall time went to it, measured). Here it runs on a
+answering in 0.5 s, 7% of the time per iteration went to it: 0.589 against 0.552 s,
+``benchmarks/peers/run.py --llm-latency 0.5``). Here it runs on a
 thread of its own, one at a time (a reflect step that finds the previous analysis still
 running skips it), stores its lessons and spend itself, and the loop reports the lessons
 when it next looks (``drain``). ``finish`` waits for it, so a run that ends has archived

@@ -352,7 +352,6 @@ class RunContext:
     # ------------------------------------------------------------------ reflect / finish
 
     def reflect(self) -> None:
-        self.report_lessons()
         with self.archive.session(readonly=True) as s:
             recent = store.recent_candidates(s, run_id=self.run_id, limit=20)
             entries = [memory.entry(c) for c in recent]

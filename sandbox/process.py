@@ -198,9 +198,8 @@ class ProcessSandbox:
         return self._server.proc.pid if self._server is not None else None
 
     def fingerprint(self, backend: str) -> dict[str, str]:
-        if self._closed:  # the last server's answer: closing starts no new one
-            return dict(self._fingerprints.get(backend, {}))
-        self._fingerprints = self._current().fingerprints
+        with contextlib.suppress(SandboxClosed):  # closed: the last server's answer, no new one
+            self._fingerprints = self._current().fingerprints
         return dict(self._fingerprints.get(backend, {}))
 
     def run(self, request: dict[str, Any], limits: Limits) -> SandboxRun:

@@ -156,6 +156,14 @@ _compiled: dict[tuple[str, str], types.CodeType] = {}
 _COMPILED_MAX = 8
 
 
+def _openevolve_is_installed() -> bool:
+    """Whether OpenEvolve itself is importable (looked up once, in the fork server)."""
+    global _openevolve_installed
+    if _openevolve_installed is None:
+        _openevolve_installed = importlib.util.find_spec("openevolve") is not None
+    return _openevolve_installed
+
+
 def _evaluator_file(spec: dict[str, Any]) -> tuple[str, str, str | None]:
     """(file name, path shown in messages and tracebacks, source sent with the task)."""
     name = spec.get("settings", {}).get("evaluator_file", "evaluator.py")
@@ -168,9 +176,7 @@ def prepare_evaluator(spec: dict[str, Any]) -> None:
     runs the compiled code instead of parsing the file again, and look for OpenEvolve once.
     Compiling runs none of the evaluator's code; a file that does not compile is left to
     the child, which reports it exactly as before."""
-    global _openevolve_installed
-    if _openevolve_installed is None:
-        _openevolve_installed = importlib.util.find_spec("openevolve") is not None
+    _openevolve_is_installed()
     name, where, source = _evaluator_file(spec)
     if source is None or (name, source) in _compiled:
         return
@@ -186,13 +192,10 @@ def prepare_evaluator(spec: dict[str, Any]) -> None:
 def _install_openevolve_shim(taskdir: Path) -> None:
     """Evaluators written for OpenEvolve import its EvaluationResult; provide one when
     OpenEvolve is not installed, so such evaluators run unchanged."""
-    if "openevolve" in sys.modules:
+    if "openevolve" in sys.modules or _openevolve_is_installed():
         return
-    installed = _openevolve_installed
-    if installed is None:
-        installed = importlib.util.find_spec("openevolve") is not None
-    if installed or (taskdir / "openevolve.py").exists() or (taskdir / "openevolve").is_dir():
-        return
+    if (taskdir / "openevolve.py").exists() or (taskdir / "openevolve").is_dir():
+        return  # the task ships its own
     package = types.ModuleType("openevolve")
     package.__path__ = []
     module = types.ModuleType("openevolve.evaluation_result")
